@@ -12,7 +12,6 @@ func systemLibrary(_ name: String, pkg: String, apt: String) -> Target {
 
 let package = Package(
     name: "lstore",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "lstore", targets: ["lstore"]),
     ],
@@ -25,7 +24,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreTar", "LStoreTree",
+            "LStoreStore", "LStoreTar", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.

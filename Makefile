@@ -1,0 +1,41 @@
+# lstore: `make demo` shows the main job end to end; `make test` runs every test.
+SWIFT ?= swift
+# What building and testing need from Debian/Ubuntu.
+APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev \
+	attr acl python3 tar zstd xz-utils util-linux
+CHAIN ?= /var/tmp/lstore-chain
+
+.PHONY: all deps build release test demo bench clean
+
+all: build
+
+# Installs the apt packages that are missing (needs root, as the tests do).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Unit and integration tests (XCTest and Swift Testing). Integration tests run the built `lstore`
+# binary; those on a real Debian root filesystem run when LSTORE_CHAIN names the chain directory.
+test: deps
+	$(SWIFT) build --build-tests
+	LSTORE_BIN=$$($(SWIFT) build --show-bin-path)/lstore $(SWIFT) test --skip-build
+
+# Commits a generated base layer and a child, diffs them, checks the child out and verifies it.
+demo: release
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Fixtures/demo.sh
+
+# The store benchmark against mksquashfs, ostree, casync, restic and borg on the Debian chain.
+bench: release
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/store-bench.sh $(CHAIN)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import LStoreStore
+import LStoreTar
+import LStoreTree
+
+struct CheckoutCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkout",
+        abstract: "Write a commit's tree out exactly: as a directory or as a pax tarball.",
+        discussion: "--dir writes into a new or empty directory only.")
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Argument(help: "A ref or commit id.")
+    var revision: String
+
+    @Option(help: ArgumentHelp("Write the tree into this new or empty directory.", valueName: "dir"))
+    var dir: String?
+
+    @Option(help: ArgumentHelp("Write a pax tarball with xattrs (.gz, .zst, .xz compress it).", valueName: "file"))
+    var tar: String?
+
+    func validate() throws {
+        guard (dir == nil) != (tar == nil) else { throw ValidationError("give exactly one of --dir or --tar") }
+    }
+
+    func run() throws {
+        let store = try storeOptions.open()
+        let commit = try store.commit(try store.resolve(revision))
+        let root = try store.loadTree(commit.tree)
+        let bar = ProgressBar("checking out", total: commit.entries, bytes: false)
+        defer { bar.finish() }
+        if let dir {
+            try Restorer(writer: StoreContentWriter(store: store), progress: { bar.update(UInt64($0)) }).restore(root, into: dir)
+        } else if let tar {
+            let reader = StoreContentWriter(store: store)
+            let temporary = tar + ".lstore-tmp"
+            do {
+                try TarWriter(progress: { bar.update(UInt64($0)) }).write(root, to: temporary) { file, emit in
+                    try reader.stream(file, emit: emit)
+                }
+                guard rename(temporary, tar) == 0 else { throw FileError(path: tar, operation: "rename", errno: errno) }
+            } catch {
+                unlink(temporary)
+                throw error
+            }
+        }
+    }
+}

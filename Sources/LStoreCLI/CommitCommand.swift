@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import LStoreStore
+import LStoreTar
+import LStoreTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct CommitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Store a directory or a tarball as a new commit and point a ref at it.",
+        discussion: """
+            SOURCE is a directory, or a tarball (.tar, .tar.gz, .tar.zst, .tar.xz). Without --parent, \
+            the ref's current commit (if any) becomes the parent, as in git. Prints the new commit id.
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    @Argument(help: "A directory or a tarball.")
+    var source: String
+
+    @Option(help: "The ref to point at the new commit.")
+    var ref: String
+
+    @Option(name: .long, help: "A parent commit or ref (repeat for several).")
+    var parent: [String] = []
+
+    @Option(name: [.short, .customLong("message")], help: "The commit message.")
+    var message = ""
+
+    @Option(help: "The author (default: $LSTORE_AUTHOR, else user@host).")
+    var author: String?
+
+    @Option(help: "Worker threads (default: every core).")
+    var threads: Int?
+
+    func validate() throws {
+        try validateRefName(ref)
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        let store = try storeOptions.open()
+        let absolute = source.hasPrefix("/") ? source : FileManager.default.currentDirectoryPath + "/" + source
+        var st = stat()
+        guard stat(source, &st) == 0 else { throw FileError(path: source, operation: "stat", errno: errno) }
+
+        let writer = try StoreWriter(store: store)
+        let ingest = Ingest(writer: writer, threads: threads ?? availableCores())
+        let root: Node
+        if st.st_mode & S_IFMT == S_IFDIR {
+            let scanBar = ProgressBar("scanning", total: 0, bytes: false)
+            let scanned = try Scanner(progress: { scanBar.update(UInt64($0)) }).scan(source)
+            scanBar.finish()
+            let total = scanned.files.reduce(UInt64(0)) { total, node in
+                if case .regular(let file) = node.content { return total + file.size }
+                return total
+            }
+            let bar = ProgressBar("committing", total: total, bytes: true)
+            ingest.progress = { bar.update($0) }
+            try ingest.ingestFiles(scanned.files)
+            bar.finish()
+            root = scanned.root
+        } else if st.st_mode & S_IFMT == S_IFREG {
+            let bar = ProgressBar("reading \(URL(fileURLWithPath: source).lastPathComponent)", total: 0, bytes: false)
+            root = try TarReader(progress: { bar.update(UInt64($0)) }).read(source) { size, read in
+                try ingest.ingestStream(size: size, read: read)
+            }.root
+            bar.finish()
+        } else {
+            throw CommandError("\(source): neither a directory nor a tarball")
+        }
+        let (tree, stats) = try ingest.storeTree(root)
+
+        let explicitParents = try parent.map { try store.resolve($0) }
+        var current = try store.ref(ref)
+        let time = try commitTime()
+        let author = self.author ?? defaultAuthor()
+        // Another commit to the same ref may land while ours runs: then ours goes on top of it.
+        for _ in 0..<100 {
+            let commit = Commit(tree: tree, parents: parent.isEmpty ? (current.map { [$0] } ?? []) : explicitParents,
+                                time: time, author: author, source: absolute, size: stats.size, files: stats.files,
+                                entries: stats.entries, message: message)
+            let id = try ingest.storeCommit(commit)
+            try writer.finish()
+            do {
+                let firstLine = message.split(separator: "\n").first.map(String.init) ?? ""
+                try store.updateRef(ref, to: id, expecting: parent.isEmpty ? (current.map { .value($0) } ?? .absent) : .any,
+                                    message: "commit: \(firstLine)")
+                print(id.hex)
+                return
+            } catch StoreError.refMoved(_, _, let actual) {
+                current = actual
+            }
+        }
+        throw CommandError("ref '\(ref)' keeps moving; gave up")
+    }
+
+    private func commitTime() throws -> Int64 {
+        if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"], !epoch.isEmpty {
+            guard let seconds = Int64(epoch) else { throw CommandError("SOURCE_DATE_EPOCH '\(epoch)' is not a number") }
+            return seconds
+        }
+        return Int64(Date().timeIntervalSince1970)
+    }
+}
+
+func defaultAuthor() -> String {
+    let environment = ProcessInfo.processInfo.environment
+    if let author = environment["LSTORE_AUTHOR"], !author.isEmpty { return author }
+    let user = environment["USER"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "unknown"
+    return "\(user)@\(ProcessInfo.processInfo.hostName)"
+}

@@ -1,0 +1,231 @@
+import Dispatch
+import LStoreCompression
+import LStoreTree
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a tree holds, counted as a commit records it.
+public struct TreeStats: Equatable, Sendable {
+    /// Bytes of regular-file data, each hardlink set once.
+    public var size: UInt64 = 0
+    /// Regular files, each hardlink set once.
+    public var files: UInt64 = 0
+    /// Entries of every kind, the root included.
+    public var entries: UInt64 = 0
+}
+
+/// Cuts regular files into blocks and stores each new block once, compressed; stores file objects
+/// and tree objects. Whole-file and block dedup against the store and within the operation.
+public final class Ingest: @unchecked Sendable {
+    public let writer: StoreWriter
+    public let threads: Int
+    /// Called now and then from any thread with the bytes of file data read so far.
+    public var progress: (@Sendable (UInt64) -> Void)?
+    private let blockSize: Int
+    private let spec: CompressionSpec
+    private let done = Atomic<UInt64>(0)
+
+    public init(writer: StoreWriter, threads: Int = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))) {
+        self.writer = writer
+        self.threads = max(1, threads)
+        blockSize = writer.store.blockSize
+        spec = writer.store.compression
+    }
+
+    /// What each worker thread owns.
+    final class Worker {
+        let compressor: Compressor
+        var block: [UInt8]
+        var scratch: [UInt8] = []
+
+        init(spec: CompressionSpec, blockSize: Int) throws {
+            compressor = try Compressor(spec)
+            block = [UInt8](repeating: 0, count: blockSize)
+        }
+    }
+
+    func makeWorker() throws -> Worker { try Worker(spec: spec, blockSize: blockSize) }
+
+    /// Reads and stores the data of every file (regular-file nodes with a `sourcePath`), in
+    /// parallel, and records each one's file object id in its node.
+    public func ingestFiles(_ nodes: [Node]) throws {
+        let next = Atomic<Int>(0)
+        let failure = Mutex<Error?>(nil)
+        DispatchQueue.concurrentPerform(iterations: min(threads, max(nodes.count, 1))) { _ in
+            do {
+                let worker = try makeWorker()
+                while failure.withLock({ $0 == nil }) {
+                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard index < nodes.count else { break }
+                    let node = nodes[index]
+                    guard case .regular(var file) = node.content, let path = file.sourcePath else { continue }
+                    file.content = try ingestFile(at: path, size: file.size, worker: worker)
+                    node.content = .regular(file)
+                }
+            } catch {
+                failure.withLock { if $0 == nil { $0 = error } }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+
+    private func ingestFile(at path: [UInt8], size: UInt64, worker: Worker) throws -> Digest {
+        let display = path.printable
+        let fd = try path.withCString { cPath in
+            try systemCall("open", path: display) { open(cPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        defer { close(fd) }
+        var offset: UInt64 = 0
+        return try ingestData(size: size, worker: worker) { buffer in
+            let count = try readFully(fd, into: buffer, at: offset, display: display)
+            offset += UInt64(count)
+            return count
+        }
+    }
+
+    /// Stores `size` bytes that `read` delivers (filling its buffer completely but for the last
+    /// block) as blocks and a file object; returns the file object's id. Single-threaded: for
+    /// streams such as tar archives.
+    public func ingestStream(size: UInt64, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Digest {
+        try ingestData(size: size, worker: streamWorker(), read: read)
+    }
+
+    private var cachedStreamWorker: Worker?
+    private func streamWorker() throws -> Worker {
+        if let cachedStreamWorker { return cachedStreamWorker }
+        let worker = try makeWorker()
+        cachedStreamWorker = worker
+        return worker
+    }
+
+    private func ingestData(size: UInt64, worker: Worker, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Digest {
+        var blocks: [Digest] = []
+        blocks.reserveCapacity(Int((size + UInt64(blockSize) - 1) / UInt64(blockSize)))
+        var remaining = size
+        while remaining > 0 {
+            let length = Int(min(UInt64(blockSize), remaining))
+            let got = try worker.block.withUnsafeMutableBytes { try read(UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
+            guard got == length else { throw IngestError.shortRead(expected: size, got: size - remaining + UInt64(got)) }
+            remaining -= UInt64(length)
+            let id: Digest = try worker.block.withUnsafeBytes { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<length])
+                if length == blockSize && isAllZero(bytes) { return .zero }
+                let id = sha256(bytes)
+                if writer.claim(id, kind: .block) {
+                    try writer.add(.block, id: id, raw: bytes, compressor: worker.compressor, scratch: &worker.scratch)
+                }
+                return id
+            }
+            blocks.append(id)
+            let total = done.wrappingAdd(UInt64(length), ordering: .relaxed).newValue
+            if total & 0x3FFFFF < UInt64(length) { progress?(total) }
+        }
+        let object = FileObject(size: size, blockSize: blockSize, blocks: blocks).encoded()
+        return try object.withUnsafeBytes { try store(.file, $0, worker: worker) }
+    }
+
+    /// Stores a small object (file, tree, commit) unless present; returns its id.
+    private func store(_ kind: ObjectKind, _ raw: UnsafeRawBufferPointer, worker: Worker) throws -> Digest {
+        let id = sha256(raw)
+        if writer.claim(id, kind: kind) {
+            try writer.add(kind, id: id, raw: raw, compressor: worker.compressor, scratch: &worker.scratch)
+        }
+        return id
+    }
+
+    /// Stores the tree objects of `root` (whose files are ingested), bottom up; returns the root
+    /// tree's id and what the tree holds.
+    public func storeTree(_ root: Node) throws -> (Digest, TreeStats) {
+        guard case .directory = root.content else { throw IngestError.rootNotDirectory }
+        let worker = try streamWorker()
+        var stats = TreeStats()
+        let id = try storeDirectory(root, stats: &stats, worker: worker)
+        return (id, stats)
+    }
+
+    private func storeDirectory(_ node: Node, stats: inout TreeStats, worker: Worker) throws -> Digest {
+        guard case .directory(let directory) = node.content else { throw IngestError.rootNotDirectory }
+        stats.entries += 1
+        var entries: [TreeEntry] = []
+        entries.reserveCapacity(directory.children.count)
+        for child in directory.children {
+            let payload: TreeEntry.Payload
+            switch child.content {
+            case .regular(let file):
+                guard let content = file.content else { throw IngestError.notIngested(child.name) }
+                payload = .regular(size: file.size, file: content)
+                stats.size += file.size
+                stats.files += 1
+                stats.entries += 1
+            case .directory:
+                payload = .directory(tree: try storeDirectory(child, stats: &stats, worker: worker))
+                entries.append(TreeEntry(name: child.name, metadata: Metadata(kind: .directory, permissions: 0), payload: payload))
+                continue
+            case .symlink(let target):
+                payload = .symlink(target: target)
+                stats.entries += 1
+            case .device(let major, let minor):
+                payload = .device(major: major, minor: minor)
+                stats.entries += 1
+            case .none:
+                payload = .none
+                stats.entries += 1
+            case .hardlink(let path):
+                payload = .hardlink(path: path)
+                stats.entries += 1
+            }
+            entries.append(TreeEntry(name: child.name, metadata: child.metadata, payload: payload))
+        }
+        let encoded = TreeObject(metadata: node.metadata, entries: entries).encoded()
+        return try encoded.withUnsafeBytes { try store(.tree, $0, worker: worker) }
+    }
+
+    /// Stores a commit object; returns its id.
+    public func storeCommit(_ commit: Commit) throws -> Digest {
+        let encoded = commit.encoded()
+        return try encoded.withUnsafeBytes { try store(.commit, $0, worker: try streamWorker()) }
+    }
+}
+
+public enum IngestError: Error, CustomStringConvertible {
+    case shortRead(expected: UInt64, got: UInt64)
+    case rootNotDirectory
+    case notIngested([UInt8])
+
+    public var description: String {
+        switch self {
+        case .shortRead(let expected, let got): "file shrank while being read: \(got) of \(expected) bytes"
+        case .rootNotDirectory: "the tree's root is not a directory"
+        case .notIngested(let name): "\(name.printable): file data was not stored"
+        }
+    }
+}
+
+/// Reads up to `buffer.count` bytes at `offset`, looping over short reads; fewer only at the end.
+func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, display: String) throws -> Int {
+    var total = 0
+    while total < buffer.count {
+        let got = try systemCall("read", path: display) {
+            pread(fd, buffer.baseAddress! + total, buffer.count - total, off_t(offset) + off_t(total))
+        }
+        if got == 0 { break }
+        total += got
+    }
+    return total
+}
+
+func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    let count = bytes.count
+    while i + 8 <= count {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    while i < count {
+        if bytes[i] != 0 { return false }
+        i += 1
+    }
+    return true
+}

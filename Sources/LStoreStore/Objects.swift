@@ -1,0 +1,143 @@
+import LStoreTree
+
+/// The four kinds of object a store holds. The number is what packs and indexes record.
+public enum ObjectKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// Up to one block size of a regular file's data; its id is the SHA-256 of exactly those bytes.
+    case block = 1
+    /// A regular file's size and the ids of its blocks.
+    case file = 2
+    /// A directory's entries.
+    case tree = 3
+    /// A snapshot: a tree, its parents, and who made it when.
+    case commit = 4
+
+    public var description: String {
+        switch self {
+        case .block: "block"
+        case .file: "file"
+        case .tree: "tree"
+        case .commit: "commit"
+        }
+    }
+}
+
+/// A regular file's data as a list of blocks. See spec/store.md, "File objects".
+public struct FileObject: Equatable, Sendable {
+    public var size: UInt64
+    public var blockSize: Int
+    /// `Digest.zero` for a block that is a hole (all zero bytes, not stored).
+    public var blocks: [Digest]
+
+    public init(size: UInt64, blockSize: Int, blocks: [Digest]) {
+        self.size = size
+        self.blockSize = blockSize
+        self.blocks = blocks
+    }
+
+    public static let version: UInt8 = 1
+
+    public func encoded() -> [UInt8] {
+        var out = ByteWriter(capacity: 12 + 32 * blocks.count)
+        out.u8(Self.version)
+        out.u8(UInt8(blockSize.trailingZeroBitCount))
+        out.u16(0)
+        out.u64(size)
+        for block in blocks { out.digest(block) }
+        return out.bytes
+    }
+
+    public init(decoding bytes: UnsafeRawBufferPointer, id: Digest) throws {
+        var reader = ByteReader(bytes, what: "file object \(id.short)")
+        guard try reader.u8() == Self.version else { throw reader.corrupt("unknown version") }
+        let shift = try reader.u8()
+        guard (12...20).contains(shift) else { throw reader.corrupt("block size 2^\(shift) out of range") }
+        guard try reader.u16() == 0 else { throw reader.corrupt("reserved bits set") }
+        size = try reader.u64()
+        blockSize = 1 << Int(shift)
+        let count = size == 0 ? 0 : (size - 1) / UInt64(blockSize) + 1
+        guard UInt64(reader.remaining) == count * 32 else { throw reader.corrupt("\(count) blocks expected") }
+        blocks = try (0..<Int(count)).map { _ in try reader.digest() }
+    }
+
+    /// The length of block `index`: the block size, or less for the last one.
+    public func length(ofBlock index: Int) -> Int {
+        let start = UInt64(index) * UInt64(blockSize)
+        return Int(min(UInt64(blockSize), size - start))
+    }
+}
+
+/// A commit: a full snapshot of a tree plus its parents. See spec/store.md, "Commit objects".
+public struct Commit: Equatable, Sendable {
+    public var tree: Digest
+    public var parents: [Digest]
+    /// Seconds since the Unix epoch.
+    public var time: Int64
+    public var author: String
+    /// Where the tree came from: a directory path, a tarball, an image.
+    public var source: String
+    /// Bytes of regular-file data, each hardlink set counted once.
+    public var size: UInt64
+    /// Regular files, each hardlink set counted once.
+    public var files: UInt64
+    /// Entries of every kind, the root included.
+    public var entries: UInt64
+    public var message: String
+
+    public init(tree: Digest, parents: [Digest], time: Int64, author: String, source: String,
+                size: UInt64, files: UInt64, entries: UInt64, message: String) {
+        self.tree = tree
+        self.parents = parents
+        self.time = time
+        self.author = Commit.oneLine(author)
+        self.source = Commit.oneLine(source)
+        self.size = size
+        self.files = files
+        self.entries = entries
+        self.message = message
+    }
+
+    private static func oneLine(_ text: String) -> String {
+        String(text.map { $0.isNewline ? " " : $0 })
+    }
+
+    public func encoded() -> [UInt8] {
+        var text = "tree \(tree.hex)\n"
+        for parent in parents { text += "parent \(parent.hex)\n" }
+        text += "time \(time)\nauthor \(author)\nsource \(source)\n"
+        text += "size \(size)\nfiles \(files)\nentries \(entries)\n\n"
+        text += message
+        return Array(text.utf8)
+    }
+
+    public init(decoding bytes: UnsafeRawBufferPointer, id: Digest) throws {
+        func corrupt(_ why: String) -> StoreError { .corrupt("commit \(id.short): \(why)") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw corrupt("not UTF-8") }
+        guard let split = text.range(of: "\n\n") else { throw corrupt("no blank line after the header") }
+        var lines = text[..<split.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)[...]
+        func field(_ key: String) throws -> Substring {
+            guard let line = lines.first, line.hasPrefix(key + " ") else { throw corrupt("expected '\(key)'") }
+            lines = lines.dropFirst()
+            return line.dropFirst(key.count + 1)
+        }
+        func number<T: FixedWidthInteger>(_ key: String) throws -> T {
+            let value = try field(key)
+            guard let n = T(value), String(n) == value else { throw corrupt("bad \(key) '\(value)'") }
+            return n
+        }
+        guard let tree = Digest(hex: try field("tree")) else { throw corrupt("bad tree id") }
+        var parents: [Digest] = []
+        while let line = lines.first, line.hasPrefix("parent ") {
+            guard let parent = Digest(hex: try field("parent")) else { throw corrupt("bad parent id") }
+            parents.append(parent)
+        }
+        let time: Int64 = try number("time")
+        let author = String(try field("author"))
+        let source = String(try field("source"))
+        let size: UInt64 = try number("size")
+        let files: UInt64 = try number("files")
+        let entries: UInt64 = try number("entries")
+        guard lines.isEmpty else { throw corrupt("unexpected header line '\(lines.first!)'") }
+        self.init(tree: tree, parents: parents, time: time, author: author, source: source,
+                  size: size, files: files, entries: entries, message: String(text[split.upperBound...]))
+    }
+}

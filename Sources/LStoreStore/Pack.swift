@@ -1,0 +1,214 @@
+import LStoreCompression
+import LStoreTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fixed parts of pack files. See spec/store.md, "Packs".
+enum PackFormat {
+    static let magic: [UInt8] = Array("LSPK".utf8)
+    static let trailerMagic: [UInt8] = Array("LSPT".utf8)
+    static let version: UInt32 = 1
+    static let headerSize = 16
+    static let entryHeaderSize = 52
+    static let trailerSize = 24
+    /// No object is larger: bounds every allocation made while reading.
+    static let maxObjectSize = 64 << 20
+    /// A pack is closed and a new one begun beyond this size.
+    static let targetPackSize = 1 << 30
+}
+
+/// Where an object lives: what an index records for it.
+public struct PackLocation: Sendable, Equatable {
+    public var kind: ObjectKind
+    public var codec: Codec
+    public var level: UInt8
+    public var rawLength: UInt32
+    public var storedLength: UInt32
+    /// Offset of the entry header in the pack.
+    public var offset: UInt64
+}
+
+/// One object as it sits in a pack: header fields plus the stored (maybe compressed) bytes.
+struct PackEntryHeader {
+    var kind: ObjectKind
+    var codec: Codec
+    var level: UInt8
+    var rawLength: UInt32
+    var storedLength: UInt32
+    var checksum: UInt64
+    var id: Digest
+
+    func encoded() -> [UInt8] {
+        var out = ByteWriter(capacity: PackFormat.entryHeaderSize)
+        out.u8(kind.rawValue)
+        out.u8(codec.rawValue)
+        out.u8(level)
+        out.u8(0)
+        out.u32(rawLength)
+        out.u32(storedLength)
+        out.u64(checksum)
+        out.digest(id)
+        return out.bytes
+    }
+
+    init(kind: ObjectKind, codec: Codec, level: UInt8, rawLength: UInt32, storedLength: UInt32,
+         checksum: UInt64, id: Digest) {
+        self.kind = kind
+        self.codec = codec
+        self.level = level
+        self.rawLength = rawLength
+        self.storedLength = storedLength
+        self.checksum = checksum
+        self.id = id
+    }
+
+    init(decoding bytes: UnsafeRawBufferPointer, what: String) throws {
+        var reader = ByteReader(bytes, what: what)
+        guard let kind = ObjectKind(rawValue: try reader.u8()) else { throw reader.corrupt("unknown object kind") }
+        guard let codec = Codec(rawValue: try reader.u8()) else { throw reader.corrupt("unknown codec") }
+        self.kind = kind
+        self.codec = codec
+        level = try reader.u8()
+        guard try reader.u8() == 0 else { throw reader.corrupt("reserved byte set") }
+        rawLength = try reader.u32()
+        storedLength = try reader.u32()
+        checksum = try reader.u64()
+        id = try reader.digest()
+        guard rawLength <= PackFormat.maxObjectSize, storedLength <= PackFormat.maxObjectSize else {
+            throw reader.corrupt("object of \(rawLength) bytes exceeds the limit")
+        }
+        guard codec != .none || rawLength == storedLength else { throw reader.corrupt("raw object with two lengths") }
+    }
+}
+
+/// Writes one pack file in the store's `tmp/`, then publishes it with its index: pack data first,
+/// fsynced, renamed into `packs/`; then the index, fsynced, renamed; then the directory fsynced.
+/// Until `finish()` returns, nothing of it is visible.
+final class PackWriter {
+    private let layout: StoreLayout
+    private let tempPath: String
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private let hasher = XXH3.Hasher128()
+    private(set) var size: UInt64 = 0
+    private(set) var entries: [(id: Digest, location: PackLocation)] = []
+    private var finished = false
+
+    init(layout: StoreLayout) throws {
+        self.layout = layout
+        let path = layout.temporaryPath("pack")
+        tempPath = path
+        fd = try systemCall("create", path: path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+        buffer.reserveCapacity(1 << 20)
+        var header = ByteWriter()
+        header.append(PackFormat.magic)
+        header.u32(PackFormat.version)
+        header.u64(0)
+        try write(header.bytes)
+    }
+
+    deinit {
+        if !finished {
+            close(fd)
+            unlink(tempPath)
+        }
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    /// Appends an object whose stored bytes are `stored` (compressed with `codec` at `level`, or raw).
+    func append(kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, rawLength: Int,
+                stored: UnsafeRawBufferPointer) throws {
+        let header = PackEntryHeader(kind: kind, codec: codec, level: level, rawLength: UInt32(rawLength),
+                                     storedLength: UInt32(stored.count), checksum: XXH3.hash64(stored), id: id)
+        entries.append((id, PackLocation(kind: kind, codec: codec, level: level, rawLength: UInt32(rawLength),
+                                         storedLength: UInt32(stored.count), offset: size)))
+        try write(header.encoded())
+        try write(stored)
+    }
+
+    private func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer) throws {
+        hasher.update(bytes)
+        size += UInt64(bytes.count)
+        if buffer.count + bytes.count > buffer.capacity { try flush() }
+        if bytes.count >= buffer.capacity {
+            try writeAll(fd, bytes, display: tempPath)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeAll(fd, $0, display: tempPath) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Seals the pack, publishes it and its index, and returns the pack's name.
+    func finish() throws -> String {
+        var trailer = ByteWriter()
+        trailer.append(PackFormat.trailerMagic)
+        trailer.u32(UInt32(entries.count))
+        let digest = hasher.finalize()
+        trailer.u64(digest.high.bigEndian)
+        trailer.u64(digest.low.bigEndian)
+        try flush()
+        try trailer.bytes.withUnsafeBytes { try writeAll(fd, $0, display: tempPath) }
+        try systemCall("fsync", path: tempPath) { fsync(fd) }
+        close(fd)
+        finished = true
+        let name = hex128(digest)
+        let packPath = layout.packPath(name, ext: "pack")
+        try systemCall("rename", path: packPath) { rename(tempPath, packPath) }
+        let index = PackIndex.encode(entries: entries, packChecksum: digest)
+        try writeFileAtomically(index, to: layout.packPath(name, ext: "idx"), layout: layout)
+        try syncDirectory(layout.packsDirectory)
+        return name
+    }
+}
+
+/// The 32 hex digits of an XXH3-128 digest in its canonical (big-endian) form.
+func hex128(_ digest: (high: UInt64, low: UInt64)) -> String {
+    func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+    return hex(digest.high) + hex(digest.low)
+}
+
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, display: String) throws {
+    var offset = 0
+    while offset < bytes.count {
+        let written = try systemCall("write", path: display) {
+            Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+        }
+        offset += written
+    }
+}
+
+/// Writes `bytes` to a temporary file, fsyncs it and renames it to `path`.
+func writeFileAtomically(_ bytes: [UInt8], to path: String, layout: StoreLayout) throws {
+    let temp = layout.temporaryPath("file")
+    let fd = try systemCall("create", path: temp) { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+    do {
+        try bytes.withUnsafeBytes { try writeAll(fd, $0, display: temp) }
+        try systemCall("fsync", path: temp) { fsync(fd) }
+        close(fd)
+        try systemCall("rename", path: path) { rename(temp, path) }
+    } catch {
+        close(fd)
+        unlink(temp)
+        throw error
+    }
+}
+
+func syncDirectory(_ path: String) throws {
+    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    defer { close(fd) }
+    try systemCall("fsync", path: path) { fsync(fd) }
+}

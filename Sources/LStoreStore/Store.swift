@@ -1,0 +1,273 @@
+import struct Crypto.SHA256
+import LStoreCompression
+import LStoreTree
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The SHA-256 of `bytes`: every object's identity.
+public func sha256(_ bytes: UnsafeRawBufferPointer) -> Digest {
+    var hasher = SHA256()
+    hasher.update(bufferPointer: bytes)
+    return hasher.finalize().withUnsafeBytes { Digest(bytes: $0) }
+}
+
+public func sha256(_ bytes: [UInt8]) -> Digest {
+    bytes.withUnsafeBytes { sha256($0) }
+}
+
+/// A content-addressed store of root filesystem trees: blocks, file objects, trees and commits in
+/// write-once packs, and refs naming commits. See spec/store.md.
+///
+/// A `Store` sees the packs present when it was opened plus those it wrote itself. Reading is safe
+/// from many threads at once.
+public final class Store: @unchecked Sendable {
+    public let path: String
+    public internal(set) var config: StoreConfig
+    let layout: StoreLayout
+    private let state: Locked<State>
+
+    private struct State {
+        var indexes: [PackIndex] = []
+        var broken: [String: String] = [:]
+        var packFiles: [String: Int32] = [:]
+    }
+
+    public var blockSize: Int { config.blockSize }
+    public var compression: CompressionSpec { config.compression }
+
+    private init(path: String, config: StoreConfig) {
+        self.path = path
+        self.config = config
+        layout = StoreLayout(root: path)
+        state = Locked(State())
+    }
+
+    deinit {
+        state.withLock { state in
+            for fd in state.packFiles.values { close(fd) }
+        }
+    }
+
+    /// Creates a new, empty store at `path` (a new or empty directory).
+    @discardableResult
+    public static func initialize(at path: String, config: StoreConfig) throws -> Store {
+        try StoreConfig.validate(blockSize: config.blockSize)
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw FileError(path: path, operation: "mkdir", errno: errno)
+        }
+        let layout = StoreLayout(root: path)
+        if access(layout.config, F_OK) == 0 { throw StoreError.storeExists(path) }
+        for directory in [layout.packsDirectory, layout.tmp] {
+            if mkdir(directory, 0o755) != 0 && errno != EEXIST {
+                throw FileError(path: directory, operation: "mkdir", errno: errno)
+            }
+        }
+        // The config is written last: a store without one is not a store yet.
+        try writeFileAtomically(config.encoded(), to: layout.config, layout: layout)
+        try syncDirectory(path)
+        return try open(at: path)
+    }
+
+    /// Opens the store at `path`.
+    public static func open(at path: String) throws -> Store {
+        let layout = StoreLayout(root: path)
+        guard let text = try? readSmallFile(layout.config, limit: 4096) else { throw StoreError.noStore(path) }
+        let store = Store(path: path, config: try StoreConfig(decoding: String(decoding: text, as: UTF8.self)))
+        try store.reloadIndexes()
+        return store
+    }
+
+    /// Maps every index in `packs/` that is not mapped yet.
+    func reloadIndexes() throws {
+        let names = try listDirectory(layout.packsDirectory)
+            .compactMap { name -> String? in
+                let text = String(decoding: name, as: UTF8.self)
+                return text.hasSuffix(".idx") ? String(text.dropLast(4)) : nil
+            }
+        let known = Set(state.withLock { $0.indexes.map(\.name) })
+        var added: [PackIndex] = []
+        var broken: [String: String] = [:]
+        for name in names.sorted() where !known.contains(name) {
+            do {
+                added.append(try PackIndex(path: layout.packPath(name, ext: "idx"), name: name))
+            } catch {
+                broken[name] = "\(error)"
+            }
+        }
+        state.withLock {
+            $0.indexes.append(contentsOf: added)
+            $0.broken = broken
+        }
+    }
+
+    /// Indexes that could not be read, by pack name, with the reason: what fsck reports.
+    var brokenIndexes: [String: String] { state.withLock { $0.broken } }
+
+    var indexes: [PackIndex] { state.withLock { $0.indexes } }
+
+    /// Makes a pack just written visible to this store's readers.
+    func adopt(packNamed name: String) throws {
+        let index = try PackIndex(path: layout.packPath(name, ext: "idx"), name: name)
+        state.withLock { $0.indexes.append(index) }
+    }
+
+    /// Forgets packs that gc or repack removed.
+    func forget(packs names: Set<String>) {
+        state.withLock { state in
+            state.indexes.removeAll { names.contains($0.name) }
+            for name in names {
+                if let fd = state.packFiles.removeValue(forKey: name) { close(fd) }
+            }
+        }
+    }
+
+    public func contains(_ id: Digest, kind: ObjectKind) -> Bool {
+        locate(id, kind: kind) != nil
+    }
+
+    func locate(_ id: Digest, kind: ObjectKind) -> (pack: String, location: PackLocation)? {
+        for index in indexes.reversed() {
+            if let location = index.lookup(id, kind: kind) { return (index.name, location) }
+        }
+        return nil
+    }
+
+    private func packFile(_ name: String) throws -> Int32 {
+        try state.withLock { state in
+            if let fd = state.packFiles[name] { return fd }
+            let path = layout.packPath(name, ext: "pack")
+            let fd = try systemCall("open", path: path) { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+            state.packFiles[name] = fd
+            return fd
+        }
+    }
+
+    /// Reads an object's stored bytes (compressed or raw) into `buffer` and checks them against the
+    /// pack entry's header and XXH3 checksum. Returns the entry's location.
+    @discardableResult
+    func readStored(_ id: Digest, kind: ObjectKind, into buffer: inout [UInt8]) throws -> PackLocation {
+        guard let (pack, location) = locate(id, kind: kind) else { throw StoreError.missingObject(kind, id) }
+        try readStored(pack: pack, location: location, expecting: id, into: &buffer)
+        return location
+    }
+
+    func readStored(pack: String, location: PackLocation, expecting id: Digest, into buffer: inout [UInt8]) throws {
+        let fd = try packFile(pack)
+        let total = PackFormat.entryHeaderSize + Int(location.storedLength)
+        guard total <= PackFormat.entryHeaderSize + PackFormat.maxObjectSize else {
+            throw StoreError.corrupt("pack \(pack): object \(id.short) too large")
+        }
+        if buffer.count < total { buffer = [UInt8](repeating: 0, count: total) }
+        let got = try buffer.withUnsafeMutableBytes { raw in
+            try systemCall("read", path: layout.packPath(pack, ext: "pack")) {
+                pread(fd, raw.baseAddress!, total, off_t(location.offset))
+            }
+        }
+        guard got == total else { throw StoreError.corrupt("pack \(pack): truncated at object \(id.short)") }
+        try buffer.withUnsafeBytes { raw in
+            let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<PackFormat.entryHeaderSize]),
+                                             what: "pack \(pack) at \(location.offset)")
+            guard header.id == id, header.kind == location.kind, header.storedLength == location.storedLength,
+                  header.rawLength == location.rawLength, header.codec == location.codec else {
+                throw StoreError.corrupt("pack \(pack): entry at \(location.offset) is not \(location.kind) \(id.short)")
+            }
+            let stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize..<total])
+            guard XXH3.hash64(stored) == header.checksum else {
+                throw StoreError.corrupt("pack \(pack): checksum mismatch in \(location.kind) \(id.short)")
+            }
+        }
+    }
+
+    /// Reads and decompresses an object. With `verify`, checks that it hashes to its id.
+    func readObject(_ id: Digest, kind: ObjectKind, verify: Bool = true, scratch: inout [UInt8],
+                    decompressors: inout Decompressors) throws -> [UInt8] {
+        let location = try readStored(id, kind: kind, into: &scratch)
+        var output = [UInt8](repeating: 0, count: Int(location.rawLength))
+        try scratch.withUnsafeBytes { raw in
+            let stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize..<PackFormat.entryHeaderSize + Int(location.storedLength)])
+            try output.withUnsafeMutableBytes { out in
+                try decompressors.decompress(stored, codec: location.codec, into: out, what: "\(kind) \(id.short)")
+            }
+        }
+        if verify && sha256(output) != id {
+            throw StoreError.corrupt("\(kind) \(id.short) does not hash to its id")
+        }
+        return output
+    }
+
+    /// Reads a metadata object (file, tree or commit), always verified.
+    public func readObject(_ id: Digest, kind: ObjectKind) throws -> [UInt8] {
+        var scratch: [UInt8] = []
+        var decompressors = Decompressors()
+        return try readObject(id, kind: kind, scratch: &scratch, decompressors: &decompressors)
+    }
+
+    public func file(_ id: Digest) throws -> FileObject {
+        try readObject(id, kind: .file).withUnsafeBytes { try FileObject(decoding: $0, id: id) }
+    }
+
+    public func tree(_ id: Digest) throws -> TreeObject {
+        try readObject(id, kind: .tree).withUnsafeBytes { try TreeObject(decoding: $0, id: id) }
+    }
+
+    public func commit(_ id: Digest) throws -> Commit {
+        try readObject(id, kind: .commit).withUnsafeBytes { try Commit(decoding: $0, id: id) }
+    }
+}
+
+/// One decompressor per codec, made when first needed. One per thread.
+struct Decompressors {
+    private var byCodec: [Codec: Decompressor] = [:]
+
+    mutating func decompress(_ input: UnsafeRawBufferPointer, codec: Codec, into output: UnsafeMutableRawBufferPointer,
+                             what: @autoclosure () -> String) throws {
+        if codec == .none {
+            guard input.count == output.count else { throw StoreError.corrupt("\(what()): length mismatch") }
+            output.copyMemory(from: input)
+            return
+        }
+        let decompressor: Decompressor
+        if let existing = byCodec[codec] {
+            decompressor = existing
+        } else {
+            decompressor = try Decompressor(codec)
+            byCodec[codec] = decompressor
+        }
+        let written: Int
+        do {
+            written = try decompressor.decompress(input, into: output)
+        } catch {
+            throw StoreError.corrupt("\(what()): \(error)")
+        }
+        guard written == output.count else { throw StoreError.corrupt("\(what()): decompressed to \(written) bytes, expected \(output.count)") }
+    }
+}
+
+/// Reads a whole small file, refusing one larger than `limit`.
+func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
+    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let got = try systemCall("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }
+        if got == 0 { return result }
+        result.append(contentsOf: chunk[0..<got])
+        if result.count > limit { throw StoreError.corrupt("\(path): larger than \(limit) bytes") }
+    }
+}
+
+func listDirectory(_ path: String) throws -> [[UInt8]] {
+    guard let dir = opendir(path) else { throw FileError(path: path, operation: "opendir", errno: errno) }
+    defer { closedir(dir) }
+    var names: [[UInt8]] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: &entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { Array(String(cString: $0).utf8) }
+        }
+        if name != [46] && name != [46, 46] { names.append(name) }
+    }
+    return names.sorted { $0.lexicographicallyPrecedes($1) }
+}

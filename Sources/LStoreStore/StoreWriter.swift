@@ -1,0 +1,109 @@
+import LStoreCompression
+import LStoreTree
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Adds objects to a store for one write operation (a commit, a pull, a gc). Holds the store lock
+/// shared for its whole life, so gc, which takes it exclusively, never removes what a running
+/// writer relies on. Thread-safe: many workers add objects at once.
+///
+/// Objects go into packs in `tmp/`; `finish()` publishes them (pack, then index). Until then no
+/// reader sees them; if the writer is dropped unfinished, or the process dies, nothing remains
+/// but temporary files that gc clears.
+public final class StoreWriter: @unchecked Sendable {
+    public let store: Store
+    private let lock: FileLock
+    private let state: Locked<State>
+
+    private struct State {
+        var pack: PackWriter?
+        /// What this writer has added or is adding, by kind.
+        var claimed: [ObjectKind: Set<Digest>] = [:]
+        var published: [String] = []
+        var storedBytes: UInt64 = 0
+        var objects: Int = 0
+    }
+
+    /// Opens a writer on `store`, waiting while a gc or repack runs.
+    public init(store: Store, exclusive: Bool = false) throws {
+        self.store = store
+        lock = try FileLock(path: store.layout.storeLock, exclusive: exclusive)
+        state = Locked(State())
+        // A gc that ran before we took the lock may have replaced packs.
+        try store.refreshIndexes()
+    }
+
+    /// Bytes of stored (compressed) object data this writer has written.
+    public var storedBytes: UInt64 { state.withLock { $0.storedBytes } }
+    public var objectCount: Int { state.withLock { $0.objects } }
+
+    /// True when the store has the object or this writer already took it on.
+    public func has(_ id: Digest, kind: ObjectKind) -> Bool {
+        if store.contains(id, kind: kind) { return true }
+        return state.withLock { $0.claimed[kind]?.contains(id) ?? false }
+    }
+
+    /// Takes on writing the object: true when the caller must add it (nobody has it yet).
+    public func claim(_ id: Digest, kind: ObjectKind) -> Bool {
+        if store.contains(id, kind: kind) { return false }
+        return state.withLock { $0.claimed[kind, default: []].insert(id).inserted }
+    }
+
+    /// Compresses `raw` with `compressor` (raw when that does not shrink it) and adds it.
+    public func add(_ kind: ObjectKind, id: Digest, raw: UnsafeRawBufferPointer, compressor: Compressor,
+                    scratch: inout [UInt8]) throws {
+        if try compressor.compress(raw, into: &scratch) {
+            try scratch.withUnsafeBytes { stored in
+                try addStored(kind, id: id, codec: compressor.spec.codec, level: UInt8(compressor.spec.level),
+                              rawLength: raw.count, stored: stored)
+            }
+        } else {
+            try addStored(kind, id: id, codec: .none, level: 0, rawLength: raw.count, stored: raw)
+        }
+    }
+
+    /// Adds an object already in its stored form. The caller has verified it.
+    public func addStored(_ kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, rawLength: Int,
+                          stored: UnsafeRawBufferPointer) throws {
+        try state.withLock { state in
+            if state.pack == nil { state.pack = try PackWriter(layout: store.layout) }
+            try state.pack!.append(kind: kind, id: id, codec: codec, level: level, rawLength: rawLength, stored: stored)
+            state.claimed[kind, default: []].insert(id)
+            state.storedBytes += UInt64(stored.count)
+            state.objects += 1
+            if state.pack!.size >= PackFormat.targetPackSize {
+                try publish(&state)
+            }
+        }
+    }
+
+    private func publish(_ state: inout State) throws {
+        guard let pack = state.pack else { return }
+        state.pack = nil
+        guard !pack.isEmpty else { return }
+        let name = try pack.finish()
+        try store.adopt(packNamed: name)
+        state.published.append(name)
+    }
+
+    /// Publishes everything added so far: after this returns, the objects are durable and visible.
+    @discardableResult
+    public func finish() throws -> [String] {
+        try state.withLock { state in
+            try publish(&state)
+            return state.published
+        }
+    }
+}
+
+extension Store {
+    /// Maps packs that appeared and forgets packs that vanished since the store was opened.
+    func refreshIndexes() throws {
+        let present = Set(try listDirectory(layout.packsDirectory).map { String(decoding: $0, as: UTF8.self) })
+        let gone = Set(indexes.map(\.name).filter { !present.contains($0 + ".idx") })
+        forget(packs: gone)
+        try reloadIndexes()
+    }
+}

@@ -1,0 +1,65 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A failed system call on a named file: what lstore prints is `PATH: what went wrong`.
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var operation: String
+    public var errno: Int32
+
+    public init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(path): \(operation): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Runs a system call, retrying on EINTR, and turns -1 into a `FileError` naming `path`.
+@discardableResult
+@inline(__always)
+public func systemCall<T: BinaryInteger>(_ operation: String, path: @autoclosure () -> String,
+                                         _ body: () -> T) throws -> T {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let code = errno
+        if code == EINTR { continue }
+        throw FileError(path: path(), operation: operation, errno: code)
+    }
+}
+
+/// An open file descriptor, closed when the value goes away.
+public final class FileHandle {
+    public let fd: Int32
+    public init(_ fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+}
+
+extension [UInt8] {
+    /// Calls `body` with these bytes as a NUL-terminated C string.
+    @discardableResult
+    @inline(__always)
+    public func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
+        try withUnsafeBufferPointer { buffer in
+            let count = buffer.count
+            return try withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) { temp in
+                for i in 0..<count { temp[i] = CChar(bitPattern: buffer[i]) }
+                temp[count] = 0
+                return try body(temp.baseAddress!)
+            }
+        }
+    }
+}
+
+/// The `/proc/self/fd/N/NAME` path for an entry in an open directory: how the `l*xattr` calls reach
+/// a name relative to a directory descriptor, since Linux has no `*xattrat`.
+func procPath(directory: Int32, name: [UInt8]) -> [UInt8] {
+    Array("/proc/self/fd/\(directory)/".utf8) + name
+}

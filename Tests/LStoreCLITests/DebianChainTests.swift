@@ -1,0 +1,35 @@
+import Foundation
+import LStoreTestSupport
+import Testing
+
+/// The Debian chain (base → boot → dev, boot → gaming) from `debian-chain.sh`, named by
+/// `$LSTORE_CHAIN`: each layer committed on its parent and checked out exactly.
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["LSTORE_CHAIN"] != nil && isRoot,
+                             "set LSTORE_CHAIN to the directory debian-chain.sh built"))
+struct DebianChainTests {
+    let chain = ProcessInfo.processInfo.environment["LSTORE_CHAIN"] ?? ""
+    let scratch = TemporaryDirectory("debian")
+    var store: String { scratch.sub("store") }
+
+    @Test func chainRoundTripsExactly() throws {
+        try lstoreOK(["init"], store: store)
+        let parents = ["base": nil, "boot": "base", "dev": "boot", "gaming": "boot"]
+        for layer in ["base", "boot", "dev", "gaming"] {
+            try lstoreOK(["commit", "\(chain)/rootfs-\(layer)", "--ref", layer] + (parents[layer]!.map { ["--parent", $0] } ?? []),
+                         store: store)
+        }
+        for layer in ["dev", "gaming"] {
+            let out = scratch.sub("out-\(layer)")
+            try lstoreOK(["checkout", layer, "--dir", out], store: store)
+            let source = try manifest("\(chain)/rootfs-\(layer)"), restored = try manifest(out)
+            #expect(source == restored, "\(layer): \(manifestDifference(source, restored))")
+            #expect(source.split(separator: "\n").count > 5000)
+            try sh("rm -rf \(out)")
+        }
+        // gaming shares boot's blocks: it adds far less than its size.
+        let stats = try JSONSerialization.jsonObject(with: Data(try lstoreOK(["stats", "--json"], store: store).utf8)) as! [String: Any]
+        let gaming = (stats["refs"] as! [[String: Any]]).first { $0["name"] as? String == "gaming" }!
+        #expect((gaming["ownBytes"] as! Int) < (gaming["storedBytes"] as! Int) / 2, "\(gaming)")
+        #expect(try lstoreOK(["fsck", "--full"], store: store).contains("clean"))
+    }
+}

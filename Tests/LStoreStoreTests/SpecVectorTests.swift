@@ -1,0 +1,95 @@
+import Foundation
+import LStoreStore
+import LStoreTestSupport
+import LStoreTree
+import Testing
+
+/// The test vectors of spec/store.md §11, checked against the encoder: the spec and the code
+/// cannot drift apart. Regenerate the lines with `LSTORE_PRINT_VECTORS=1 swift test --filter SpecVector`.
+@Suite struct SpecVectorTests {
+    /// The objects the spec's vectors name, built here from their description.
+    static func vectors() -> [(name: String, bytes: [UInt8])] {
+        let hello = Array("hello\n".utf8)
+        let helloBlock = sha256(hello)
+        let helloFile = FileObject(size: 6, blockSize: 131072, blocks: [helloBlock]).encoded()
+        let sparseFile = FileObject(size: 3 * 131072 + 1, blockSize: 131072,
+                                    blocks: [Digest.zero, helloBlock, Digest.zero, sha256([0])]).encoded()
+        let emptyTree = TreeObject(metadata: Metadata(kind: .directory, permissions: 0o755, uid: 0, gid: 0,
+                                                      mtime: Timestamp(seconds: 0)), entries: []).encoded()
+        let etc = TreeObject(
+            metadata: Metadata(kind: .directory, permissions: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1_700_000_000)),
+            entries: [
+                TreeEntry(name: Array("hostname".utf8),
+                          metadata: Metadata(kind: .regular, permissions: 0o644, uid: 0, gid: 0,
+                                             mtime: Timestamp(seconds: 1_700_000_000, nanoseconds: 123_456_789)),
+                          payload: .regular(size: 6, file: sha256(helloFile))),
+                TreeEntry(name: Array("hosts".utf8), metadata: Metadata(kind: .regular, permissions: 0),
+                          payload: .hardlink(path: Array("etc/hostname".utf8))),
+            ]).encoded()
+        let root = TreeObject(
+            metadata: Metadata(kind: .directory, permissions: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1_700_000_000),
+                               xattrs: [Xattr("security.selinux", Array("system_u:object_r:root_t:s0\u{0}".utf8))]),
+            entries: [
+                TreeEntry(name: [0x62, 0x69, 0x6e], metadata: Metadata(kind: .symlink, permissions: 0o777, uid: 0, gid: 0,
+                                                                      mtime: Timestamp(seconds: 1_700_000_000)),
+                          payload: .symlink(target: Array("usr/bin".utf8))),
+                TreeEntry(name: Array("dev-null".utf8),
+                          metadata: Metadata(kind: .characterDevice, permissions: 0o666, uid: 0, gid: 0,
+                                             mtime: Timestamp(seconds: 1_700_000_000),
+                                             xattrs: [Xattr("user.comment", Array("null".utf8))]),
+                          payload: .device(major: 1, minor: 3)),
+                TreeEntry(name: Array("etc".utf8), metadata: Metadata(kind: .directory, permissions: 0),
+                          payload: .directory(tree: sha256(etc))),
+                TreeEntry(name: [0xff, 0xfe], metadata: Metadata(kind: .fifo, permissions: 0o4755, uid: 4_000_000_000,
+                                                                gid: 65534, mtime: Timestamp(seconds: -1, nanoseconds: 5)),
+                          payload: .none),
+            ]).encoded()
+        let commit = Commit(tree: sha256(root), parents: [], time: 1_700_000_000, author: "steve@desk",
+                            source: "/srv/rootfs/base", size: 6, files: 1, entries: 7, message: "minimal base\n").encoded()
+        let child = Commit(tree: sha256(emptyTree), parents: [sha256(commit)], time: 1_700_000_100, author: "steve@desk",
+                           source: "nvidia.tar.zst", size: 0, files: 0, entries: 1, message: "").encoded()
+        return [("block hello", hello), ("file hello", helloFile), ("file sparse", sparseFile),
+                ("tree empty", emptyTree), ("tree etc", etc), ("tree root", root),
+                ("commit base", commit), ("commit child", child)]
+    }
+
+    /// `vector NAME: ID` lines and `bytes NAME: HEX` lines of the spec.
+    static func specLines() throws -> [String: String] {
+        let text = try String(contentsOfFile: repositoryRoot + "/spec/store.md", encoding: .utf8)
+        var found: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("    id ") || line.hasPrefix("    bytes ") {
+            let parts = line.dropFirst(4).split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { found[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return found
+    }
+
+    @Test func vectorsMatchTheSpec() throws {
+        let spec = try Self.specLines()
+        var printed = ""
+        for (name, bytes) in Self.vectors() {
+            let id = sha256(bytes).hex
+            let hex = bytes.map { String(format: "%02x", $0) }.joined()
+            printed += "    id \(name): \(id)\n"
+            if bytes.count <= 200 { printed += "    bytes \(name): \(hex)\n" }
+            #expect(spec["id \(name)"] == id, "spec/store.md: id of \(name)")
+            if bytes.count <= 200 { #expect(spec["bytes \(name)"] == hex, "spec/store.md: bytes of \(name)") }
+        }
+        if ProcessInfo.processInfo.environment["LSTORE_PRINT_VECTORS"] != nil { print(printed) }
+        #expect(spec.count >= 8)
+    }
+
+    @Test func vectorsDecodeBack() throws {
+        for (name, bytes) in Self.vectors() {
+            let id = sha256(bytes)
+            try bytes.withUnsafeBytes { raw in
+                switch name.split(separator: " ")[0] {
+                case "file": #expect(try FileObject(decoding: raw, id: id).encoded() == bytes)
+                case "tree": #expect(try TreeObject(decoding: raw, id: id).encoded() == bytes)
+                case "commit": #expect(try Commit(decoding: raw, id: id).encoded() == bytes)
+                default: break
+                }
+            }
+        }
+    }
+}
