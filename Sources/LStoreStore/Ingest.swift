@@ -78,16 +78,30 @@ public final class Ingest: @unchecked Sendable {
         }
         defer { close(fd) }
         var offset: UInt64 = 0
-        return try ingestData(size: size, worker: worker) { buffer in
-            let count = try readFully(fd, into: buffer, at: offset, display: display)
-            offset += UInt64(count)
-            return count
+        // Where the next data lies: whole blocks in a hole are not even read.
+        var nextData: UInt64 = 0
+        do {
+            return try ingestData(size: size, worker: worker) { buffer in
+                if offset >= nextData {
+                    let found = lseek(fd, off_t(offset), seekData)
+                    nextData = found < 0 ? (errno == ENXIO ? UInt64.max : offset) : UInt64(found)
+                }
+                if buffer.count == blockSize && offset + UInt64(buffer.count) <= nextData {
+                    offset += UInt64(buffer.count)
+                    return -buffer.count
+                }
+                let count = try readFully(fd, into: buffer, at: offset, display: display)
+                offset += UInt64(count)
+                return count
+            }
+        } catch let error as IngestError {
+            throw FileError(path: display, operation: "\(error)", errno: 0)
         }
     }
 
-    /// Stores `size` bytes that `read` delivers (filling its buffer completely but for the last
-    /// block) as blocks and a file object; returns the file object's id. Single-threaded: for
-    /// streams such as tar archives.
+    /// Stores `size` bytes that `read` delivers (filling its buffer completely, or returning minus
+    /// its size for a full block it knows is a hole) as blocks and a file object; returns the file
+    /// object's id. Single-threaded: for streams such as tar archives.
     public func ingestStream(size: UInt64, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Digest {
         try ingestData(size: size, worker: streamWorker(), read: read)
     }
@@ -107,8 +121,13 @@ public final class Ingest: @unchecked Sendable {
         while remaining > 0 {
             let length = Int(min(UInt64(blockSize), remaining))
             let got = try worker.block.withUnsafeMutableBytes { try read(UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
-            guard got == length else { throw IngestError.shortRead(expected: size, got: size - remaining + UInt64(got)) }
             remaining -= UInt64(length)
+            if got == -length {
+                // The reader knows the block is a hole.
+                blocks.append(.zero)
+                continue
+            }
+            guard got == length else { throw IngestError.shortRead(expected: size, got: size - remaining - UInt64(length) + UInt64(max(got, 0))) }
             let id: Digest = try worker.block.withUnsafeBytes { raw in
                 let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<length])
                 if length == blockSize && isAllZero(bytes) { return .zero }

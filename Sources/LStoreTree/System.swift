@@ -16,8 +16,9 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
         self.errno = errno
     }
 
+    /// With `errno` 0, `operation` is the whole message.
     public var description: String {
-        "\(path): \(operation): \(String(cString: strerror(errno)))"
+        errno == 0 ? "\(path): \(operation)" : "\(path): \(operation): \(String(cString: strerror(errno)))"
     }
 }
 
@@ -63,3 +64,7 @@ extension [UInt8] {
 func procPath(directory: Int32, name: [UInt8]) -> [UInt8] {
     Array("/proc/self/fd/\(directory)/".utf8) + name
 }
+
+/// `SEEK_DATA` from `<unistd.h>` (a GNU extension Swift's Glibc module does not export): the next
+/// offset at or after the given one that holds data.
+public let seekData: Int32 = 3

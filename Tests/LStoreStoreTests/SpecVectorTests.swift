@@ -82,7 +82,7 @@ import Testing
     @Test func vectorsDecodeBack() throws {
         for (name, bytes) in Self.vectors() {
             let id = sha256(bytes)
-            try bytes.withUnsafeBytes { raw in
+            try bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) throws in
                 switch name.split(separator: " ")[0] {
                 case "file": #expect(try FileObject(decoding: raw, id: id).encoded() == bytes)
                 case "tree": #expect(try TreeObject(decoding: raw, id: id).encoded() == bytes)
