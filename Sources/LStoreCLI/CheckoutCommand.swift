@@ -37,8 +37,12 @@ struct CheckoutCommand: ParsableCommand {
             let reader = StoreContentWriter(store: store)
             let temporary = tar + ".lstore-tmp"
             do {
-                try TarWriter(progress: { bar.update(UInt64($0)) }).write(root, to: temporary) { file, emit in
+                let skipped = try TarWriter(progress: { bar.update(UInt64($0)) }).write(root, to: temporary, named: tar) { file, emit in
                     try reader.stream(file, emit: emit)
+                }
+                if let example = skipped.first {
+                    bar.finish()
+                    note("lstore: warning: \(skipped.count) socket(s) left out: a tarball cannot hold sockets (e.g. /\(example.printable))")
                 }
                 guard rename(temporary, tar) == 0 else { throw FileError(path: tar, operation: "rename", errno: errno) }
             } catch {

@@ -65,10 +65,19 @@ public struct TarReader {
         }
         metadata.uid = UInt32(uid)
         metadata.gid = UInt32(gid)
-        let nanoseconds = archive_entry_mtime_nsec(entry)
-        metadata.mtime = Timestamp(seconds: Int64(archive_entry_mtime(entry)),
-                                   nanoseconds: UInt32((0..<1_000_000_000).contains(nanoseconds) ? nanoseconds : 0))
-        metadata.xattrs = try Self.xattrs(of: entry, refuse: refuse)
+        metadata.mtime = timestamp(libarchiveSeconds: archive_entry_mtime(entry), nanoseconds: archive_entry_mtime_nsec(entry))
+        var xattrs = try Self.xattrs(of: entry, refuse: refuse)
+        // ACLs as tar ACL records (GNU tar --acls, bsdtar): kept as the kernel's xattrs.
+        for (name, type) in [(PosixACL.accessName, ARCHIVE_ENTRY_ACL_TYPE_ACCESS), (PosixACL.defaultName, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT)]
+        where !xattrs.contains(where: { $0.name == name }) {
+            if let value = PosixACL.read(entry, type: type) { xattrs.append(Xattr(name: name, value: value)) }
+        }
+        // The mode's group bits hold the mask when an access ACL has one (tar keeps the owning
+        // group's permissions there).
+        if let acl = xattrs.first(where: { $0.name == PosixACL.accessName }), let mask = PosixACL.maskPermissions(acl.value) {
+            metadata.permissions = metadata.permissions & ~0o070 | mask << 3
+        }
+        metadata.xattrs = xattrs
 
         let content: Content
         if let link = archive_entry_hardlink(entry) {
@@ -185,7 +194,7 @@ public struct TarReader {
             xattrs.removeAll { $0.name == nameBytes }
             xattrs.append(Xattr(name: nameBytes, value: valueBytes))
         }
-        return xattrs
+        return xattrs.sorted { $0.name.lexicographicallyPrecedes($1.name) }
     }
 
     static func message(_ archive: OpaquePointer) -> String {

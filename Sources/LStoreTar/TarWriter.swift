@@ -16,18 +16,22 @@ public struct TarWriter {
         self.progress = progress
     }
 
-    public func write(_ root: Node, to path: String, content: Content) throws {
+    /// Writes the tarball to `path`, compressed as the name `named` (default: `path`) says.
+    /// Returns the paths left out: sockets, which tar cannot hold (GNU tar leaves them out too).
+    @discardableResult
+    public func write(_ root: Node, to path: String, named: String? = nil, content: Content) throws -> [[UInt8]] {
+        let name = named ?? path
         guard let archive = archive_write_new() else { throw TarError(path: path, message: "cannot start libarchive") }
         defer { archive_write_free(archive) }
         func check(_ status: Int32) throws {
             if status < ARCHIVE_WARN { throw TarError(path: path, message: TarReader.message(archive)) }
         }
         try check(archive_write_set_format_pax(archive))
-        if path.hasSuffix(".gz") || path.hasSuffix(".tgz") {
+        if name.hasSuffix(".gz") || name.hasSuffix(".tgz") {
             try check(archive_write_add_filter_gzip(archive))
-        } else if path.hasSuffix(".zst") {
+        } else if name.hasSuffix(".zst") {
             try check(archive_write_add_filter_zstd(archive))
-        } else if path.hasSuffix(".xz") {
+        } else if name.hasSuffix(".xz") {
             try check(archive_write_add_filter_xz(archive))
         }
         try check(archive_write_set_bytes_in_last_block(archive, 1))
@@ -35,8 +39,13 @@ public struct TarWriter {
         guard let entry = archive_entry_new() else { throw TarError(path: path, message: "out of memory") }
         defer { archive_entry_free(entry) }
         var count = 0
+        var skipped: [[UInt8]] = []
         try root.walk { relative, node in
             count += 1
+            if node.metadata.kind == .socket {
+                skipped.append(relative)
+                return
+            }
             if count & 1023 == 0 { progress?(count) }
             archive_entry_clear(entry)
             let name = relative.isEmpty ? Array("./".utf8) : Array("./".utf8) + relative
@@ -53,11 +62,20 @@ public struct TarWriter {
             archive_entry_set_perm(entry, mode_t(meta.permissions))
             archive_entry_set_uid(entry, Int64(meta.uid))
             archive_entry_set_gid(entry, Int64(meta.gid))
-            archive_entry_set_mtime(entry, Int(meta.mtime.seconds), Int(meta.mtime.nanoseconds))
+            let (seconds, nanoseconds) = libarchiveTime(meta.mtime)
+            archive_entry_set_mtime(entry, seconds, nanoseconds)
             for xattr in meta.xattrs {
+                // ACLs go as tar ACL records, which every tar reads.
+                if let type = PosixACL.type(of: xattr.name), PosixACL.add(xattr.value, type: type, to: entry) { continue }
                 xattr.name.withCString { cName in
                     xattr.value.withUnsafeBytes { archive_entry_xattr_add_entry(entry, cName, $0.baseAddress, $0.count) }
                 }
+            }
+            // With an access ACL, tar's mode holds the owning group's permissions where the file's
+            // mode holds the mask.
+            if let acl = meta.xattrs.first(where: { $0.name == PosixACL.accessName }),
+               let group = PosixACL.groupObjectPermissions(acl.value) {
+                archive_entry_set_perm(entry, mode_t(meta.permissions & ~0o070 | group << 3))
             }
             switch node.content {
             case .regular(let file):
@@ -84,5 +102,21 @@ public struct TarWriter {
             try check(archive_write_header(archive, entry))
         }
         try check(archive_write_close(archive))
+        return skipped
     }
+}
+
+/// libarchive keeps a time before 1970 as sign and magnitude (-0.5 s after -86400 is "-86400.5"),
+/// where `Timestamp` counts nanoseconds forward from a floor second, as `struct timespec` does.
+func libarchiveTime(_ time: Timestamp) -> (Int, Int) {
+    time.seconds < 0 && time.nanoseconds > 0
+        ? (Int(time.seconds) + 1, 1_000_000_000 - Int(time.nanoseconds))
+        : (Int(time.seconds), Int(time.nanoseconds))
+}
+
+func timestamp(libarchiveSeconds seconds: Int, nanoseconds: Int) -> Timestamp {
+    let ns = (0..<1_000_000_000).contains(nanoseconds) ? nanoseconds : 0
+    return seconds < 0 && ns > 0
+        ? Timestamp(seconds: Int64(seconds) - 1, nanoseconds: UInt32(1_000_000_000 - ns))
+        : Timestamp(seconds: Int64(seconds), nanoseconds: UInt32(ns))
 }

@@ -98,8 +98,12 @@ public struct Metadata: Hashable, Sendable {
     public var uid: UInt32
     public var gid: UInt32
     public var mtime: Timestamp
-    /// Sorted by name bytes, names unique.
-    public var xattrs: [Xattr]
+    /// Sorted by name bytes (kept so on every change), names unique.
+    public var xattrs: [Xattr] {
+        didSet {
+            if !xattrs.isSorted { xattrs.sort { $0.name.lexicographicallyPrecedes($1.name) } }
+        }
+    }
 
     public init(kind: EntryKind, permissions: UInt16, uid: UInt32 = 0, gid: UInt32 = 0,
                 mtime: Timestamp = Timestamp(seconds: 0), xattrs: [Xattr] = []) {
@@ -108,7 +112,7 @@ public struct Metadata: Hashable, Sendable {
         self.uid = uid
         self.gid = gid
         self.mtime = mtime
-        self.xattrs = xattrs.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        self.xattrs = xattrs.isSorted ? xattrs : xattrs.sorted { $0.name.lexicographicallyPrecedes($1.name) }
     }
 
     /// `st_mode`: the kind's format bits and the permissions.
@@ -127,4 +131,10 @@ public enum Limits {
     public static let xattrValueLength = 65536
     /// Total path length accepted for a hardlink target inside a tree.
     public static let pathLength = 4095
+}
+
+extension [Xattr] {
+    var isSorted: Bool {
+        zip(self, dropFirst()).allSatisfy { $0.name.lexicographicallyPrecedes($1.name) }
+    }
 }

@@ -36,7 +36,7 @@ struct LayerTests {
         #expect(show["commit"] as? String == child)
         #expect(show["parents"] as? [String] == [base])
         #expect(show["message"] as? String == "a child")
-        #expect(show["files"] as? Int == 4)
+        #expect(show["files"] as? Int == 3, "hostname, added, big: the link is a symlink")
         #expect((show["source"] as? String)?.hasSuffix("/child") == true)
 
         let stats = try json(["stats"]) as! [String: Any]

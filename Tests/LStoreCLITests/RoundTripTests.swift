@@ -44,15 +44,20 @@ struct RoundTripTests {
     @Test func tarballRoundTrip() throws {
         try lstoreOK(["commit", tree, "--ref", "corner"], store: store)
         let tarball = scratch.sub("corner.tar")
-        try lstoreOK(["checkout", "corner", "--tar", tarball], store: store)
+        let checkout = try lstore(["checkout", "corner", "--tar", tarball], store: store)
+        #expect(checkout.succeeded)
+        #expect(checkout.stderr == "lstore: warning: 1 socket(s) left out: a tarball cannot hold sockets (e.g. /sock)\n")
         // GNU tar reads what we wrote, xattrs included.
         try sh("mkdir \(scratch.sub("x")) && tar --xattrs --xattrs-include='*' --acls --numeric-owner -xpf \(tarball) -C \(scratch.sub("x"))")
-        let source = try manifest(tree), extracted = try manifest(scratch.sub("x"))
+        // GNU tar does not keep a hardlink set of FIFOs (it makes two FIFOs).
+        let gnuLimits = ["--exclude", "sock", "--exclude", "hard/fifo1", "--exclude", "hard/fifo2"]
+        let source = try manifest(tree, options: gnuLimits), extracted = try manifest(scratch.sub("x"), options: gnuLimits)
         #expect(source == extracted, "\(manifestDifference(source, extracted))")
         // And committing our own tarball gives the very same tree.
         try lstoreOK(["commit", tarball, "--ref", "from-tar"], store: store)
         let a = try showJSON("corner"), b = try showJSON("from-tar")
-        #expect(a["tree"] as? String == b["tree"] as? String, "the tarball holds exactly the committed tree")
+        let diff = try lstoreOK(["diff", "corner", "from-tar"], store: store)
+        #expect(diff == "D /sock\n", "the tarball holds exactly the committed tree but the socket: \(diff)")
     }
 
     @Test(arguments: ["tar", "tar.gz", "tar.zst", "tar.xz"])
@@ -62,9 +67,10 @@ struct RoundTripTests {
         try sh("tar \(filter) --xattrs --xattrs-include='*' --acls --sparse --numeric-owner -cpf \(tarball) -C \(tree) --exclude=./sock .")
         try lstoreOK(["commit", tarball, "--ref", "gnu"], store: store)
         try lstoreOK(["checkout", "gnu", "--dir", scratch.sub("out")], store: store)
-        // GNU tar does not archive sockets; everything else must match.
-        let source = try manifest(tree, options: ["--exclude", "sock"])
-        let restored = try manifest(scratch.sub("out"))
+        // GNU tar does not archive sockets, nor a hardlink set of FIFOs; everything else must match.
+        let gnuLimits = ["--exclude", "sock", "--exclude", "hard/fifo1", "--exclude", "hard/fifo2"]
+        let source = try manifest(tree, options: gnuLimits)
+        let restored = try manifest(scratch.sub("out"), options: gnuLimits)
         #expect(source == restored, "\(manifestDifference(source, restored))")
     }
 
