@@ -37,7 +37,11 @@ struct DurabilityTests {
     }
 
     @Test func killedCommitsLeaveAConsistentStore() throws {
-        let base = try lstoreOK(["commit", tree, "--ref", "layer"], store: store).trimmingCharacters(in: .whitespacesAndNewlines)
+        let started = Date()
+        let base = try lstoreOK(["commit", tree, "--ref", "layer", "--threads", "1"], store: store)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        // Kill the next commits at random moments within the time a whole commit takes.
+        let duration = UInt32(Date().timeIntervalSince(started) * 1_000_000)
         var interrupted = 0
         for attempt in 0..<12 {
             // Change the tree a little each time so every commit has new blocks to write.
@@ -48,7 +52,7 @@ struct DurabilityTests {
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            usleep(UInt32.random(in: 5_000...400_000))
+            usleep(UInt32.random(in: 1_000...max(2_000, duration * 8 / 10)))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .uncaughtSignal { interrupted += 1 }
