@@ -23,11 +23,13 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Unit and integration tests (XCTest and Swift Testing). Integration tests run the built `lstore`
-# binary; those on a real Debian root filesystem run when LSTORE_CHAIN names the chain directory.
+# Unit and integration tests (XCTest and Swift Testing). Integration tests run the release
+# `lstore`, the binary users run; those on a real Debian root filesystem run when LSTORE_CHAIN names
+# the chain directory that ../shared/fixtures/debian-chain.sh built.
 test: deps
+	$(SWIFT) build -c release --product lstore
 	$(SWIFT) build --build-tests
-	LSTORE_BIN=$$($(SWIFT) build --show-bin-path)/lstore $(SWIFT) test --skip-build
+	LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build
 
 # Commits a generated base layer and a child, diffs them, checks the child out and verifies it.
 demo: release

@@ -47,16 +47,26 @@ public struct FileObject: Equatable, Sendable {
     }
 
     public init(decoding bytes: UnsafeRawBufferPointer, id: Digest) throws {
-        var reader = ByteReader(bytes, what: "file object \(id.short)")
-        guard try reader.u8() == Self.version else { throw reader.corrupt("unknown version") }
-        let shift = try reader.u8()
-        guard (12...20).contains(shift) else { throw reader.corrupt("block size 2^\(shift) out of range") }
-        guard try reader.u16() == 0 else { throw reader.corrupt("reserved bits set") }
-        size = try reader.u64()
-        blockSize = 1 << Int(shift)
+        self = try Self.decode(bytes, id: id)
+    }
+
+    private static func decode(_ bytes: UnsafeRawBufferPointer, id: Digest) throws -> FileObject {
+        func corrupt(_ why: String) -> StoreError { .corrupt("file object \(id.short): \(why)") }
+        guard bytes.count >= 12 else { throw corrupt("truncated") }
+        guard bytes[0] == version else { throw corrupt("unknown version") }
+        let shift = Int(bytes[1])
+        guard (12...20).contains(shift) else { throw corrupt("block size 2^\(shift) out of range") }
+        guard bytes[2] == 0, bytes[3] == 0 else { throw corrupt("reserved bits set") }
+        let size = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
+        let blockSize = 1 << shift
         let count = size == 0 ? 0 : (size - 1) / UInt64(blockSize) + 1
-        guard UInt64(reader.remaining) == count * 32 else { throw reader.corrupt("\(count) blocks expected") }
-        blocks = try (0..<Int(count)).map { _ in try reader.digest() }
+        guard UInt64(bytes.count - 12) == count * 32 else { throw corrupt("\(count) blocks expected") }
+        var blocks: [Digest] = []
+        blocks.reserveCapacity(Int(count))
+        for i in 0..<Int(count) {
+            blocks.append(Digest(bytes: UnsafeRawBufferPointer(rebasing: bytes[(12 + 32 * i)..<(44 + 32 * i)])))
+        }
+        return FileObject(size: size, blockSize: blockSize, blocks: blocks)
     }
 
     /// The length of block `index`: the block size, or less for the last one.

@@ -219,13 +219,19 @@ public final class Store: @unchecked Sendable {
 
 /// One decompressor per codec, made when first needed. One per thread.
 struct Decompressors {
+    @inline(never)
+    private static func copyRaw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Bool {
+        guard input.count == output.count else { return false }
+        if input.count > 0 { output.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: input.count) }
+        return true
+    }
+
     private var byCodec: [Codec: Decompressor] = [:]
 
     mutating func decompress(_ input: UnsafeRawBufferPointer, codec: Codec, into output: UnsafeMutableRawBufferPointer,
                              what: @autoclosure () -> String) throws {
-        if codec == .none {
-            guard input.count == output.count else { throw StoreError.corrupt("\(what()): length mismatch") }
-            output.copyMemory(from: input)
+        if codec == Codec.none {
+            guard Self.copyRaw(input, into: output) else { throw StoreError.corrupt("\(what()): length mismatch") }
             return
         }
         let decompressor: Decompressor

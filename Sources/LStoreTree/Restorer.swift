@@ -62,49 +62,46 @@ public struct Restorer {
             throw FileError(path: shown, operation: "checkout: invalid entry name", errno: EINVAL)
         }
         let meta = node.metadata
-        try node.name.withCString { name in
-            switch node.content {
-            case .directory(let directory):
-                try systemCall("mkdir", path: shown) { mkdirat(parent, name, 0o700) }
-                let fd = try systemCall("open", path: shown) {
-                    openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                }
-                let handle = FileHandle(fd)
-                for child in directory.children {
-                    try restore(child, parent: fd, root: root, base: base, relative: &relative, count: &count)
-                }
-                try applyMetadata(meta, fd: handle.fd, display: shown)
-            case .regular(let file):
-                let fd = try systemCall("create", path: shown) {
-                    openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-                }
-                let handle = FileHandle(fd)
-                try writer.writeContent(of: file, to: fd, display: shown)
-                try systemCall("truncate", path: shown) { ftruncate(handle.fd, off_t(file.size)) }
-                try applyMetadata(meta, fd: handle.fd, display: shown)
-            case .symlink(let target):
-                try target.withCString { cTarget in
-                    try systemCall("symlink", path: shown) { symlinkat(cTarget, parent, name) }
-                }
-                try applyMetadata(meta, parent: parent, name: node.name, display: shown)
-            case .device(let major, let minor):
-                try systemCall("mknod", path: shown) {
-                    mknodat(parent, name, mode_t(meta.kind.formatBits | 0o600), lstore_makedev(major, minor))
-                }
-                try applyMetadata(meta, parent: parent, name: node.name, display: shown)
-            case .none:
-                try systemCall("mknod", path: shown) { mknodat(parent, name, mode_t(meta.kind.formatBits | 0o600), 0) }
-                try applyMetadata(meta, parent: parent, name: node.name, display: shown)
-            case .hardlink(let path):
-                var components = path.split(separator: UInt8(ascii: "/")).map(Array.init)
-                guard let last = components.popLast(), components.allSatisfy(isValidName), isValidName(last) else {
-                    throw FileError(path: shown, operation: "checkout: invalid hardlink target \(path.printable)", errno: EINVAL)
-                }
-                let directory = try openBeneath(root.fd, components, display: shown)
-                try last.withCString { cLast in
-                    try systemCall("link", path: shown) { linkat(directory.fd, cLast, parent, name, 0) }
-                }
+        let name = node.name.cString
+        switch node.content {
+        case .directory(let directory):
+            try systemCall("mkdir", path: shown) { mkdirat(parent, name, 0o700) }
+            let fd = try systemCall("open", path: shown) {
+                openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             }
+            let handle = FileHandle(fd)
+            for child in directory.children {
+                try restore(child, parent: fd, root: root, base: base, relative: &relative, count: &count)
+            }
+            try applyMetadata(meta, fd: handle.fd, display: shown)
+        case .regular(let file):
+            let fd = try systemCall("create", path: shown) {
+                openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            }
+            let handle = FileHandle(fd)
+            try writer.writeContent(of: file, to: fd, display: shown)
+            try systemCall("truncate", path: shown) { ftruncate(handle.fd, off_t(file.size)) }
+            try applyMetadata(meta, fd: handle.fd, display: shown)
+        case .symlink(let target):
+            let cTarget = target.cString
+            try systemCall("symlink", path: shown) { symlinkat(cTarget, parent, name) }
+            try applyMetadata(meta, parent: parent, name: node.name, display: shown)
+        case .device(let major, let minor):
+            try systemCall("mknod", path: shown) {
+                mknodat(parent, name, mode_t(meta.kind.formatBits | 0o600), lstore_makedev(major, minor))
+            }
+            try applyMetadata(meta, parent: parent, name: node.name, display: shown)
+        case .none:
+            try systemCall("mknod", path: shown) { mknodat(parent, name, mode_t(meta.kind.formatBits | 0o600), 0) }
+            try applyMetadata(meta, parent: parent, name: node.name, display: shown)
+        case .hardlink(let path):
+            var components = path.split(separator: UInt8(ascii: "/")).map(Array.init)
+            guard let last = components.popLast(), components.allSatisfy(isValidName), isValidName(last) else {
+                throw FileError(path: shown, operation: "checkout: invalid hardlink target \(path.printable)", errno: EINVAL)
+            }
+            let directory = try openBeneath(root.fd, components, display: shown)
+            let cLast = last.cString
+            try systemCall("link", path: shown) { linkat(directory.fd, cLast, parent, name, 0) }
         }
     }
 
@@ -112,10 +109,9 @@ public struct Restorer {
     private func openBeneath(_ root: Int32, _ components: [[UInt8]], display: String) throws -> FileHandle {
         var current = FileHandle(try systemCall("open", path: display) { dup(root) })
         for component in components {
-            let fd = try component.withCString { name in
-                try systemCall("open", path: display) {
-                    openat(current.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                }
+            let name = component.cString
+            let fd = try systemCall("open", path: display) {
+                openat(current.fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             }
             current = FileHandle(fd)
         }
@@ -128,10 +124,9 @@ public struct Restorer {
         try systemCall("chown", path: display) { fchown(fd, meta.uid, meta.gid) }
         try systemCall("chmod", path: display) { fchmod(fd, mode_t(meta.permissions)) }
         for xattr in meta.xattrs {
-            try xattr.name.withCString { name in
-                try systemCall("setxattr \(xattr.name.printable)", path: display) {
-                    xattr.value.withUnsafeBytes { fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
-                }
+            let name = xattr.name.cString
+            try systemCall("setxattr \(xattr.name.printable)", path: display) {
+                xattr.value.withUnsafeBytes { fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
             }
         }
         var times = [timespec(tv_sec: 0, tv_nsec: utimeOmit), timespec(meta.mtime)]
@@ -140,15 +135,14 @@ public struct Restorer {
 
     /// The same for an entry that cannot be opened (symlinks, devices, FIFOs, sockets).
     private func applyMetadata(_ meta: Metadata, parent: Int32, name: [UInt8], display: String) throws {
-        try name.withCString { cName in
-            try systemCall("chown", path: display) { fchownat(parent, cName, meta.uid, meta.gid, AT_SYMLINK_NOFOLLOW) }
-            if meta.kind != .symlink {
-                try systemCall("chmod", path: display) { fchmodat(parent, cName, mode_t(meta.permissions), 0) }
-            }
-            try writeXattrs(meta.xattrs, path: procPath(directory: parent, name: name), display: display)
-            var times = [timespec(tv_sec: 0, tv_nsec: utimeOmit), timespec(meta.mtime)]
-            try systemCall("utimes", path: display) { utimensat(parent, cName, &times, AT_SYMLINK_NOFOLLOW) }
+        let cName = name.cString
+        try systemCall("chown", path: display) { fchownat(parent, cName, meta.uid, meta.gid, AT_SYMLINK_NOFOLLOW) }
+        if meta.kind != .symlink {
+            try systemCall("chmod", path: display) { fchmodat(parent, cName, mode_t(meta.permissions), 0) }
         }
+        try writeXattrs(meta.xattrs, path: procPath(directory: parent, name: name), display: display)
+        var times = [timespec(tv_sec: 0, tv_nsec: utimeOmit), timespec(meta.mtime)]
+        try systemCall("utimes", path: display) { utimensat(parent, cName, &times, AT_SYMLINK_NOFOLLOW) }
     }
 }
 

@@ -44,18 +44,19 @@ public final class FileHandle {
 }
 
 extension [UInt8] {
+    /// These bytes and a terminating NUL, to pass where C wants a `const char *`.
+    public var cString: [CChar] {
+        var result = [CChar](repeating: 0, count: count + 1)
+        for i in indices { result[i] = CChar(bitPattern: self[i]) }
+        return result
+    }
+
     /// Calls `body` with these bytes as a NUL-terminated C string.
     @discardableResult
-    @inline(__always)
     public func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
-        try withUnsafeBufferPointer { buffer in
-            let count = buffer.count
-            return try withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) { temp in
-                for i in 0..<count { temp[i] = CChar(bitPattern: buffer[i]) }
-                temp[count] = 0
-                return try body(temp.baseAddress!)
-            }
-        }
+        var cString = [CChar](repeating: 0, count: count + 1)
+        for i in indices { cString[i] = CChar(bitPattern: self[i]) }
+        return try cString.withUnsafeBufferPointer { try body($0.baseAddress!) }
     }
 }
 
