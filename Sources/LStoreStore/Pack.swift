@@ -1,3 +1,4 @@
+import CLStoreSys
 import LStoreCompression
 import LStoreTree
 #if canImport(Glibc)
@@ -147,6 +148,21 @@ final class PackWriter {
         guard !buffer.isEmpty else { return }
         try buffer.withUnsafeBytes { try writeAll(fd, $0, display: tempPath) }
         buffer.removeAll(keepingCapacity: true)
+        startWriteback()
+    }
+
+    /// Bytes handed to the kernel, and how many of them it was asked to write back already.
+    private var written: Int64 = 0
+    private var writtenBack: Int64 = 0
+
+    /// Asks the kernel to start writing what we wrote, 8 MiB at a time, so that the fsync at the
+    /// end waits for little.
+    private func startWriteback() {
+        written = Int64(size) - Int64(buffer.count)
+        if written - writtenBack >= 8 << 20 {
+            _ = lstore_start_writeback(fd, writtenBack, written - writtenBack)
+            writtenBack = written
+        }
     }
 
     /// Seals the pack, publishes it and its index, and returns the pack's name.
