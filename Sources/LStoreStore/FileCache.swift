@@ -110,8 +110,11 @@ public struct FileCache: Sendable {
 extension Store {
     /// One cache per store and source directory.
     func fileCachePath(for source: String) -> String {
-        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let storePath = realpath(path, &resolved) != nil ? String(cString: resolved) : path
+        var storePath = path
+        if let resolved = realpath(path, nil) {
+            storePath = String(cString: resolved)
+            free(resolved)
+        }
         return "\(FileCache.directory)/files-\(sha256(Array((storePath + "\u{0}" + source).utf8)).hex.prefix(32))"
     }
 }

@@ -48,30 +48,6 @@ public final class Ingest: @unchecked Sendable {
 
     func makeWorker() throws -> Worker { try Worker(spec: spec, blockSize: blockSize) }
 
-    /// Reads and stores the data of every file (regular-file nodes with a `sourcePath`), in
-    /// parallel, and records each one's file object id in its node.
-    /// Files whose stamps `cache` knows, unchanged and still stored, are not read again.
-    public func ingestFiles(_ unordered: [Node], cache: FileCache = FileCache()) throws {
-        // Largest first: no worker is left compressing a big file alone at the end.
-        let nodes = unordered.sorted { size(of: $0) > size(of: $1) }
-        let next = Atomic<Int>(0)
-        let failure = Mutex<Error?>(nil)
-        DispatchQueue.concurrentPerform(iterations: min(threads, max(nodes.count, 1))) { _ in
-            do {
-                let worker = try makeWorker()
-                while failure.withLock({ $0 == nil }) {
-                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard index < nodes.count else { break }
-                    let node = nodes[index]
-                    try ingest(node, cache: cache, worker: worker)
-                }
-            } catch {
-                failure.withLock { if $0 == nil { $0 = error } }
-            }
-        }
-        if let error = failure.withLock({ $0 }) { throw error }
-    }
-
     /// Starts worker threads that store the data of files handed to `submit` (regular-file nodes
     /// with a `sourcePath`) as they come, and record each one's file object id in its node.
     public func startFiles(cache: FileCache = FileCache()) -> FilePipeline {
@@ -89,11 +65,6 @@ public final class Ingest: @unchecked Sendable {
             file.content = try ingestFile(at: path, size: file.size, worker: worker)
         }
         node.content = .regular(file)
-    }
-
-    private func size(of node: Node) -> UInt64 {
-        if case .regular(let file) = node.content { return file.size }
-        return 0
     }
 
     private func ingestFile(at path: [UInt8], size: UInt64, worker: Worker) throws -> Digest {
