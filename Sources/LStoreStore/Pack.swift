@@ -181,6 +181,8 @@ final class PackWriter {
         let name = hex128(digest)
         let packPath = layout.packPath(name, ext: "pack")
         try systemCall("rename", path: packPath) { rename(tempPath, packPath) }
+        // The pack's name is durable before an index can name it.
+        try syncDirectory(layout.packsDirectory)
         let index = PackIndex.encode(entries: entries, packChecksum: digest)
         try writeFileAtomically(index, to: layout.packPath(name, ext: "idx"), layout: layout)
         try syncDirectory(layout.packsDirectory)
