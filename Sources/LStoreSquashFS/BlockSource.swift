@@ -62,13 +62,15 @@ public struct DirectoryBlockSource: BlockSource, Sendable {
         let size = file.size
         let block = UInt64(blockSize)
         var offset: UInt64 = 0
-        // [dataStart, dataEnd): the data region found last; before dataStart the file is a hole.
+        // [dataStart, dataEnd): the next data region at or after the offsets already read;
+        // whatever lies before dataStart is a hole.
         var dataStart: UInt64 = 0
         var dataEnd: UInt64 = 0
         while offset < size {
             let length = Int(min(block, size - offset))
-            if length == blockSize && offset >= dataEnd {
-                if offset >= dataStart {
+            if length == blockSize {
+                if offset >= dataEnd {
+                    // Past the data region found last: find the next one.
                     let found = lseek(fd, off_t(offset), seekData)
                     if found >= 0 {
                         dataStart = UInt64(found)

@@ -12,7 +12,7 @@ struct FileLayout {
     var sizes: [UInt32] = []
     var fragment: UInt32 = Format.noFragment
     var fragmentOffset: UInt32 = 0
-    /// Bytes of holes (0-size blocks).
+    /// Bytes of the holes the source declared (see `DataWriter.Output.hole`).
     var sparse: UInt64 = 0
 }
 
@@ -68,7 +68,10 @@ final class DataWriter {
     }
 
     enum Output: Sendable {
-        case hole
+        /// A full block of zeros; `declared` when the source said so (a hole on disk or in a store),
+        /// not when the writer found the zeros: only declared holes count as sparse bytes in the
+        /// inode, as mksquashfs counts only the holes of files stored sparsely on disk.
+        case hole(declared: Bool)
         /// Stored bytes: compressed, or raw when compression did not pay.
         case data([UInt8], compressed: Bool, copied: Bool, recompressed: Bool)
         /// A tail's raw bytes.
@@ -94,6 +97,9 @@ final class DataWriter {
     private var inFlight: Batch?
     private var fragmentBuffer: [UInt8] = []
     private var sealedFragments = 0
+    /// Fragment blocks sealed while a file's blocks were being queued: they join the queue at the
+    /// next file boundary, since nothing may come between the blocks of one file.
+    private var sealedWaiting: [Job] = []
 
     init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int) throws {
         self.output = output
@@ -112,6 +118,7 @@ final class DataWriter {
         let tailLength = Int(file.size % block)
         let total = fullBlocks + (tailLength > 0 ? 1 : 0)
         guard total > 0 else { return }
+        queueSealedFragments()
         layouts[index].sizes.reserveCapacity(Int(fullBlocks))
         var delivered: UInt64 = 0
         try source.forEachBlock(of: file, path: path, blockSize: blockSize) { piece in
@@ -147,6 +154,7 @@ final class DataWriter {
     /// Writes everything still queued and the last fragment block.
     func finish() throws {
         while true {
+            queueSealedFragments()
             if !assembling.isEmpty {
                 try submit()
             } else if let batch = inFlight {
@@ -154,6 +162,7 @@ final class DataWriter {
                 try write(batch)
             } else if !fragmentBuffer.isEmpty {
                 sealFragment()
+                queueSealedFragments()
             } else {
                 break
             }
@@ -215,13 +224,13 @@ final class DataWriter {
         for (index, job) in batch.jobs.enumerated() {
             guard let result = batch.results[index] else { preconditionFailure("a job of a finished batch has no result") }
             switch (job, result) {
-            case (.block(let file, _), .hole):
+            case (.block(let file, _), .hole(let declared)):
                 if !layouts[file].started {
                     layouts[file].start = output.offset
                     layouts[file].started = true
                 }
                 layouts[file].sizes.append(0)
-                layouts[file].sparse += UInt64(blockSize)
+                if declared { layouts[file].sparse += UInt64(blockSize) }
                 statistics.holes += 1
             case (.block(let file, _), .data(let bytes, let compressed, let copied, let recompressed)):
                 if !layouts[file].started {
@@ -251,15 +260,23 @@ final class DataWriter {
         }
     }
 
-    /// Queues the open fragment block for compression. Does not start a batch: it may run while a
-    /// batch is being written.
+    /// Closes the open fragment block; it waits in `sealedWaiting` for a file boundary.
     private func sealFragment() {
-        let job = Job.fragment(index: sealedFragments, fragmentBuffer)
-        assembling.append(job)
-        assemblingCost += job.cost
+        sealedWaiting.append(.fragment(index: sealedFragments, fragmentBuffer))
         sealedFragments += 1
         fragmentBuffer = []
         fragmentBuffer.reserveCapacity(blockSize)
+    }
+}
+
+extension DataWriter {
+    /// Moves the sealed fragment blocks into the queue; called only between files.
+    private func queueSealedFragments() {
+        for job in sealedWaiting {
+            assembling.append(job)
+            assemblingCost += job.cost
+        }
+        sealedWaiting.removeAll()
     }
 }
 
@@ -299,7 +316,7 @@ private final class Worker: @unchecked Sendable {
     func process(_ job: DataWriter.Job) throws -> DataWriter.Output {
         switch job {
         case .block(_, .hole):
-            return .hole
+            return .hole(declared: true)
         case .block(_, .raw(let bytes)):
             return try compress(bytes, detectHole: true, recompressed: false)
         case .block(_, .stored(let stored)):
@@ -321,7 +338,7 @@ private final class Worker: @unchecked Sendable {
 
     private func compress(_ bytes: [UInt8], detectHole: Bool, recompressed: Bool) throws -> DataWriter.Output {
         try bytes.withUnsafeBytes { raw in
-            if detectHole && raw.count == blockSize && isAllZero(raw) { return .hole }
+            if detectHole && raw.count == blockSize && isAllZero(raw) { return .hole(declared: false) }
             if try compressor.compress(raw, into: &scratch) {
                 return .data(Array(scratch), compressed: true, copied: false, recompressed: recompressed)
             }

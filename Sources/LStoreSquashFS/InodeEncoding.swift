@@ -31,17 +31,23 @@ struct Listing {
 /// count - 1`, `u32` inode-table block of every inode in the run, `i32` base inode number); a
 /// run holds at most 256 entries, all with inodes in the header's block and numbers within
 /// -32768...32767 of the base. An entry is `u16` offset of its inode in that block, `i16` number
-/// minus base, `u16` basic inode type, `u16` name length - 1, the name. A listing of 8 KiB or more
+/// minus base, `u16` basic inode type, `u16` name length - 1, the name. A large listing (`isLarge`)
 /// also starts a run wherever the stream crosses into a new metadata block, and records each such
 /// run in an index (the extended directory inode carries it), so the kernel's lookup decompresses
 /// one block instead of the whole listing.
 enum DirectoryListingWriter {
+    /// Whether a directory gets an extended inode and an index: more than 256 entries, or 8 KiB of
+    /// entries without headers. This is mksquashfs's rule, so the two writers agree on inode types.
+    static func isLarge(_ entries: [ListingEntry]) -> Bool {
+        entries.count > Format.directoryRunLength
+            || entries.reduce(0) { $0 + 8 + $1.name.count } >= Format.metadataSize
+    }
+
     static func write(_ entries: [ListingEntry], to writer: MetadataWriter) throws -> Listing {
         let start = writer.position
         let startStream = writer.streamLength
         guard !entries.isEmpty else { return Listing(start: start, size: 0, index: []) }
-        let estimate = entries.reduce(0) { $0 + 8 + $1.name.count } + 12 * ((entries.count + 255) / 256)
-        let indexed = estimate >= Format.metadataSize
+        let indexed = isLarge(entries)
 
         var index: [DirectoryIndexEntry] = []
         var lastIndexedBlock = startStream / Format.metadataSize

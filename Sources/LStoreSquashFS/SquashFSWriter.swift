@@ -410,7 +410,7 @@ struct ImageJob {
             guard let block = UInt32(exactly: listing.start.block) else {
                 throw SquashFSError.invalidTree("the directory table exceeds 4 GiB")
             }
-            if hasXattrs || size > Int(UInt16.max) || !listing.index.isEmpty {
+            if hasXattrs || size > Int(UInt16.max) || DirectoryListingWriter.isLarge(entries) {
                 guard listing.index.count <= Int(UInt16.max), let size32 = UInt32(exactly: size) else {
                     throw SquashFSError.invalidTree("\(display): the directory is too large")
                 }
