@@ -10,6 +10,7 @@ final class OutputFile {
     let display: String
     /// The image offset of the next appended byte.
     private(set) var offset: UInt64
+    /// Appended bytes not yet written: they belong at `offset - buffer.count`.
     private var buffer: [UInt8] = []
     private static let bufferSize = 1 << 20
 
@@ -21,7 +22,7 @@ final class OutputFile {
     }
 
     func append(_ bytes: [UInt8]) throws {
-        if buffer.count + bytes.count > Self.bufferSize { try flush() }
+        if buffer.count + bytes.count > Self.bufferSize || bytes.count >= Self.bufferSize / 4 { try flush() }
         if bytes.count >= Self.bufferSize / 4 {
             try bytes.withUnsafeBytes { try writeAll($0, at: offset) }
         } else {
