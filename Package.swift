@@ -29,7 +29,7 @@ let package = Package(
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
         .target(name: "LStoreStore", dependencies: [
-            "LStoreTree", "LStoreCompression", "CXXHash",
+            "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Tarballs in and out (pax with xattrs), through libarchive.

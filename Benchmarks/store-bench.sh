@@ -61,6 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export RESTIC_PASSWORD=lstore-bench RESTIC_CACHE_DIR=$SCR/restic-cache
+# lstore's file cache (what lets an unchanged commit skip reading) starts empty, like borg's and restic's
+export LSTORE_CACHE=$SCR/lstore-cache
 export BORG_BASE_DIR=$SCR/borg-home BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes \
   BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 restic_init_flags=(--repository-version 2)
@@ -157,8 +159,14 @@ echo "- ratios are tool / lstore: above 1 means lstore is faster or smaller"
 echo
 
 # --- 1. commit of a new tree ---------------------------------------------------------------------
-run ls_init "$LSTORE" init --store "$SCR/S" --compression zstd:3 || true
+DEFAULT_LEVEL=6   # what `lstore init` chooses
+run ls_init "$LSTORE" init --store "$SCR/S" || true
 run ls_commit "$LSTORE" --store "$SCR/S" commit "$DEV" --ref dev || true
+run sq_make_default mksquashfs "$DEV" "$SCR/dev-default.sfs" -comp zstd -Xcompression-level $DEFAULT_LEVEL -b 128K \
+  -processors 2 -noappend -no-progress || true
+SQD=$(bytes dev-default.sfs); rm -f dev-default.sfs
+run ls_init3 "$LSTORE" init --store "$SCR/S_3" --compression zstd:3 || true
+run ls_commit3 "$LSTORE" --store "$SCR/S_3" commit "$DEV" --ref dev || true
 run sq_make mksquashfs "$DEV" "$SCR/dev.sfs" -comp zstd -Xcompression-level 3 -b 128K -processors 2 \
   -noappend -no-progress || true
 ostree --repo="$SCR/OS" init --mode=archive
@@ -174,20 +182,27 @@ echo "## 1. Commit of a new tree (rootfs-dev, $(mib "$(bytes "$DEV")") MiB)"
 echo
 echo "| tool | seconds | peak MiB | size MiB | time × | size × |"
 echo "|---|---|---|---|---|---|"
-LSZ=$(bytes S)
-row "lstore commit (zstd:3)" ls_commit ls_commit "$LSZ" "$LSZ"
-row "mksquashfs (zstd 3, 128K, 2 cpus)" sq_make ls_commit "$(bytes dev.sfs)" "$LSZ"
+LSZ=$(bytes S); LSZ3=$(bytes S_3)
+row "lstore commit (zstd:$DEFAULT_LEVEL, the default)" ls_commit ls_commit "$LSZ" "$LSZ"
+row "mksquashfs (zstd $DEFAULT_LEVEL, 128K, 2 cpus)" sq_make_default ls_commit "$SQD" "$LSZ"
 row "ostree commit (archive; $OSTREE_SKIPPED device nodes left out)" os_commit ls_commit "$(bytes OS)" "$LSZ"
 row "casync make" ca_make ls_commit "$(bytes CS dev.caidx)" "$LSZ"
 row "restic backup" rs_backup ls_commit "$(bytes RS)" "$LSZ"
-row "borg create (zstd,3)" bg_create ls_commit "$(bytes BG)" "$LSZ"
+echo
+echo "At zstd level 3:"
+echo
+echo "| tool | seconds | peak MiB | size MiB | time × | size × |"
+echo "|---|---|---|---|---|---|"
+row "lstore commit (zstd:3)" ls_commit3 ls_commit3 "$LSZ3" "$LSZ3"
+row "mksquashfs (zstd 3, 128K, 2 cpus)" sq_make ls_commit3 "$(bytes dev.sfs)" "$LSZ3"
+row "borg create (zstd,3)" bg_create ls_commit3 "$(bytes BG)" "$LSZ3"
 echo
 
 # --- 2. the same tree again, unchanged -----------------------------------------------------------
 declare -A BEFORE
 BEFORE[ls]=$(bytes S); BEFORE[os]=$(bytes OS); BEFORE[ca]=$(bytes CS); BEFORE[rs]=$(bytes RS); BEFORE[bg]=$(bytes BG)
 run ls_recommit "$LSTORE" --store "$SCR/S" commit "$DEV" --ref dev || true
-run sq_remake mksquashfs "$DEV" "$SCR/dev2.sfs" -comp zstd -Xcompression-level 3 -b 128K -processors 2 \
+run sq_remake mksquashfs "$DEV" "$SCR/dev2.sfs" -comp zstd -Xcompression-level $DEFAULT_LEVEL -b 128K -processors 2 \
   -noappend -no-progress || true
 SQ2=$(bytes dev2.sfs); rm -f dev2.sfs
 run os_recommit ostree --repo="$SCR/OS" commit -b dev --tree=dir="$SCR/ostree-src-dev" || true
@@ -236,13 +251,13 @@ TREE_TAR_BYTES=$(bytes out/tree.tar); rm -f out/tree.tar
 # --- 3. the whole chain --------------------------------------------------------------------------
 parent_of() { case $1 in base) ;; boot) echo base ;; dev|gaming) echo boot ;; esac; }
 ids() { local p=$1 l; for l in $LAYERS; do echo "${p}_$l"; done; }
-run ls_chain_init "$LSTORE" init --store "$SCR/S3" --compression zstd:3 || true
+run ls_chain_init "$LSTORE" init --store "$SCR/S3" || true
 for l in $LAYERS; do
   p=$(parent_of $l)
   run "lsc_$l" "$LSTORE" --store "$SCR/S3" commit "$CHAIN/rootfs-$l" --ref "$l" ${p:+--parent "$p"} || true
 done
 for l in $LAYERS; do
-  run "sqc_$l" mksquashfs "$CHAIN/rootfs-$l" "$SCR/chain-$l.sfs" -comp zstd -Xcompression-level 3 -b 128K \
+  run "sqc_$l" mksquashfs "$CHAIN/rootfs-$l" "$SCR/chain-$l.sfs" -comp zstd -Xcompression-level $DEFAULT_LEVEL -b 128K \
     -processors 2 -noappend -no-progress || true
 done
 ostree --repo="$SCR/OS3" init --mode=archive
@@ -277,7 +292,7 @@ row3() { # TOOL ID PATHS...
   if [ "${SEC[$id]}" = FAILED ]; then echo "$r - | - |"; return 0; fi
   echo "$r $(mib "$(disk "$@")") | $({ find "$@" -type f 2>/dev/null || true; } | wc -l) |"
 }
-row3 "lstore" lsc S3
+row3 "lstore (zstd:$DEFAULT_LEVEL)" lsc S3
 row3 "ostree (archive)" osc OS3
 row3 "casync" cac CS3 CS3-*.caidx
 row3 "restic" rsc RS3

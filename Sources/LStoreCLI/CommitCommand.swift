@@ -36,6 +36,9 @@ struct CommitCommand: ParsableCommand {
     @Option(help: "Worker threads (default: every core).")
     var threads: Int?
 
+    @Flag(name: .customLong("no-cache"), help: "Read every file, even those unchanged since the last commit of this directory.")
+    var noCache = false
+
     func validate() throws {
         try validateRefName(ref)
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -47,22 +50,30 @@ struct CommitCommand: ParsableCommand {
         var st = stat()
         guard stat(source, &st) == 0 else { throw FileError(path: source, operation: "stat", errno: errno) }
 
+        let started = Timestamp(seconds: Int64(Date().timeIntervalSince1970))
+        var saveCache: () -> Void = {}
         let writer = try StoreWriter(store: store)
         let ingest = Ingest(writer: writer, threads: threads ?? availableCores())
         let root: Node
         if st.st_mode & S_IFMT == S_IFDIR {
-            let scanBar = ProgressBar("scanning", total: 0, bytes: false)
-            let scanned = try Scanner(progress: { scanBar.update(UInt64($0)) }).scan(source)
-            scanBar.finish()
-            let total = scanned.files.reduce(UInt64(0)) { total, node in
-                if case .regular(let file) = node.content { return total + file.size }
-                return total
-            }
-            let bar = ProgressBar("committing", total: total, bytes: true)
+            // Files are read, hashed and compressed while the scan goes on.
+            let bar = ProgressBar("committing", total: 0, bytes: true)
             ingest.progress = { bar.update($0) }
-            try ingest.ingestFiles(scanned.files)
+            let absoluteSource = URL(fileURLWithPath: absolute).standardizedFileURL.path
+            let pipeline = ingest.startFiles(cache: noCache ? FileCache() : FileCache.load(for: absoluteSource, in: store))
+            let scanned: ScannedTree
+            do {
+                scanned = try Scanner(onFile: { pipeline.submit($0) }).scan(source)
+            } catch {
+                try? pipeline.finish()
+                throw error
+            }
+            try pipeline.finish()
             bar.finish()
             root = scanned.root
+            saveCache = { [started] in
+                try? FileCache.save(scanned.files, since: started, for: absoluteSource, in: store)
+            }
         } else if st.st_mode & S_IFMT == S_IFREG {
             let bar = ProgressBar("reading \(URL(fileURLWithPath: source).lastPathComponent)", total: 0, bytes: false)
             root = try TarReader(progress: { bar.update(UInt64($0)) }).read(source) { size, read in
@@ -89,6 +100,7 @@ struct CommitCommand: ParsableCommand {
                 let firstLine = message.split(separator: "\n").first.map(String.init) ?? ""
                 try store.updateRef(ref, to: id, expecting: parent.isEmpty ? (current.map { .value($0) } ?? .absent) : .any,
                                     message: "commit: \(firstLine)")
+                saveCache()
                 print(id.hex)
                 return
             } catch StoreError.refMoved(_, _, let actual) {
@@ -113,3 +125,4 @@ func defaultAuthor() -> String {
     let user = environment["USER"] ?? getpwuid(getuid()).map { String(cString: $0.pointee.pw_name) } ?? "unknown"
     return "\(user)@\(ProcessInfo.processInfo.hostName)"
 }
+

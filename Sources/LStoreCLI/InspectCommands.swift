@@ -65,6 +65,13 @@ struct RefCommand: ParsableCommand {
     }
 }
 
+/// A commit message as git prints it: after a blank line, each line indented by four spaces.
+func printMessage(_ message: String) {
+    guard !message.isEmpty else { return }
+    print()
+    for line in message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
+}
+
 func commitJSON(_ id: Digest, _ commit: Commit) -> [String: Any] {
     ["commit": id.hex, "tree": commit.tree.hex, "parents": commit.parents.map(\.hex), "time": commit.time,
      "author": commit.author, "source": commit.source, "size": commit.size, "files": commit.files,
@@ -94,10 +101,7 @@ struct LogCommand: ParsableCommand {
                 print("Author: \(commit.author)")
                 print("Date:   \(isoTime(commit.time))")
                 print("Source: \(commit.source)")
-                if !commit.message.isEmpty {
-                    print()
-                    for line in commit.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
-                }
+                printMessage(commit.message)
             }
             next = commit.parents.first
         }
@@ -125,10 +129,7 @@ struct ShowCommand: ParsableCommand {
         print("source  \(commit.source)")
         print("size    \(humanBytes(commit.size)) (\(commit.size) bytes)")
         print("files   \(commit.files) files, \(commit.entries) entries")
-        if !commit.message.isEmpty {
-            print()
-            for line in commit.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
-        }
+        printMessage(commit.message)
     }
 }
 

@@ -67,7 +67,7 @@ struct InitCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("Codec and level of stored blocks: zstd[:1-22], lz4[:hc], gzip[:1-9], xz[:0-9], none.",
                                valueName: "codec[:level]"))
-    var compression = "zstd:3"
+    var compression = "zstd:6"
 
     @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size: a power of two from 4K to 1M.", valueName: "size"))
     var blockSize = "128K"

@@ -97,7 +97,8 @@ final class ProgressBar: Sendable {
         }
         guard draw else { return }
         let width = max(10, min(40, Int(lstore_terminal_width(2)) - 50))
-        let count = unitIsBytes ? "\(humanBytes(done)) / \(humanBytes(total))" : "\(done) / \(total)"
+        let shown = unitIsBytes ? humanBytes(done) : "\(done)"
+        let count = total == 0 ? shown : shown + " / " + (unitIsBytes ? humanBytes(total) : "\(total)")
         var line = "\r\(label) "
         if total > 0 {
             let fraction = min(1, Double(done) / Double(total))

@@ -48,27 +48,23 @@ public final class Ingest: @unchecked Sendable {
 
     func makeWorker() throws -> Worker { try Worker(spec: spec, blockSize: blockSize) }
 
-    /// Reads and stores the data of every file (regular-file nodes with a `sourcePath`), in
-    /// parallel, and records each one's file object id in its node.
-    public func ingestFiles(_ nodes: [Node]) throws {
-        let next = Atomic<Int>(0)
-        let failure = Mutex<Error?>(nil)
-        DispatchQueue.concurrentPerform(iterations: min(threads, max(nodes.count, 1))) { _ in
-            do {
-                let worker = try makeWorker()
-                while failure.withLock({ $0 == nil }) {
-                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                    guard index < nodes.count else { break }
-                    let node = nodes[index]
-                    guard case .regular(var file) = node.content, let path = file.sourcePath else { continue }
-                    file.content = try ingestFile(at: path, size: file.size, worker: worker)
-                    node.content = .regular(file)
-                }
-            } catch {
-                failure.withLock { if $0 == nil { $0 = error } }
-            }
+    /// Starts worker threads that store the data of files handed to `submit` (regular-file nodes
+    /// with a `sourcePath`) as they come, and record each one's file object id in its node.
+    public func startFiles(cache: FileCache = FileCache()) -> FilePipeline {
+        FilePipeline(ingest: self, cache: cache)
+    }
+
+    /// Stores one file's data (or finds it in `cache`); records the file object id in the node.
+    func ingest(_ node: Node, cache: FileCache, worker: Worker) throws {
+        guard case .regular(var file) = node.content, let path = file.sourcePath else { return }
+        if let known = cache.lookup(file), writer.has(known, kind: .file) {
+            file.content = known
+            let total = done.wrappingAdd(file.size, ordering: .relaxed).newValue
+            if total & 0x3FFFFF < file.size { progress?(total) }
+        } else {
+            file.content = try ingestFile(at: path, size: file.size, worker: worker)
         }
-        if let error = failure.withLock({ $0 }) { throw error }
+        node.content = .regular(file)
     }
 
     private func ingestFile(at path: [UInt8], size: UInt64, worker: Worker) throws -> Digest {
@@ -247,4 +243,67 @@ func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         i += 1
     }
     return true
+}
+
+
+/// Files flowing from a scan to the ingest workers: the scan goes on while data is read,
+/// hashed and compressed.
+public final class FilePipeline: @unchecked Sendable {
+    private let ingest: Ingest
+    private let cache: FileCache
+    private let queue = Locked<(items: [Node], head: Int, closed: Bool, failure: Error?)>(([], 0, false, nil))
+    private let available = DispatchSemaphore(value: 0)
+    private let group = DispatchGroup()
+
+    init(ingest: Ingest, cache: FileCache) {
+        self.ingest = ingest
+        self.cache = cache
+        for _ in 0..<ingest.threads {
+            group.enter()
+            DispatchQueue.global().async { [self] in
+                defer { group.leave() }
+                work()
+            }
+        }
+    }
+
+    public func submit(_ node: Node) {
+        queue.withLock { $0.items.append(node) }
+        available.signal()
+    }
+
+    /// Waits until every submitted file is stored; throws the first failure.
+    public func finish() throws {
+        queue.withLock { $0.closed = true }
+        for _ in 0..<ingest.threads { available.signal() }
+        group.wait()
+        if let failure = queue.withLock({ $0.failure }) { throw failure }
+    }
+
+    private func work() {
+        let worker: Ingest.Worker
+        do {
+            worker = try ingest.makeWorker()
+        } catch {
+            queue.withLock { if $0.failure == nil { $0.failure = error } }
+            return
+        }
+        while true {
+            available.wait()
+            let next: Node? = queue.withLock { state in
+                guard state.failure == nil, state.head < state.items.count else { return nil }
+                defer { state.head += 1 }
+                return state.items[state.head]
+            }
+            guard let node = next else {
+                if queue.withLock({ $0.closed || $0.failure != nil }) { return }
+                continue
+            }
+            do {
+                try ingest.ingest(node, cache: cache, worker: worker)
+            } catch {
+                queue.withLock { if $0.failure == nil { $0.failure = error } }
+            }
+        }
+    }
 }

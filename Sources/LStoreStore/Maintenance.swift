@@ -116,6 +116,7 @@ extension Store {
             var newConfig = config
             newConfig.compression = spec
             try writeFileAtomically(newConfig.encoded(), to: layout.config, layout: layout)
+            try syncDirectory(layout.root)
             config = newConfig
         }
         // The new packs are durable: now the old ones may go (index first, so no index names a

@@ -1,3 +1,4 @@
+import CLStoreSys
 import LStoreCompression
 import LStoreTree
 #if canImport(Glibc)
@@ -147,6 +148,21 @@ final class PackWriter {
         guard !buffer.isEmpty else { return }
         try buffer.withUnsafeBytes { try writeAll(fd, $0, display: tempPath) }
         buffer.removeAll(keepingCapacity: true)
+        startWriteback()
+    }
+
+    /// Bytes handed to the kernel, and how many of them it was asked to write back already.
+    private var written: Int64 = 0
+    private var writtenBack: Int64 = 0
+
+    /// Asks the kernel to start writing what we wrote, 8 MiB at a time, so that the fsync at the
+    /// end waits for little.
+    private func startWriteback() {
+        written = Int64(size) - Int64(buffer.count)
+        if written - writtenBack >= 8 << 20 {
+            _ = lstore_start_writeback(fd, writtenBack, written - writtenBack)
+            writtenBack = written
+        }
     }
 
     /// Seals the pack, publishes it and its index, and returns the pack's name.
@@ -165,6 +181,8 @@ final class PackWriter {
         let name = hex128(digest)
         let packPath = layout.packPath(name, ext: "pack")
         try systemCall("rename", path: packPath) { rename(tempPath, packPath) }
+        // The pack's name is durable before an index can name it.
+        try syncDirectory(layout.packsDirectory)
         let index = PackIndex.encode(entries: entries, packChecksum: digest)
         try writeFileAtomically(index, to: layout.packPath(name, ext: "idx"), layout: layout)
         try syncDirectory(layout.packsDirectory)

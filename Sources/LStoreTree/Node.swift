@@ -5,11 +5,32 @@ public struct RegularFile: Sendable, Hashable {
     public var content: Digest?
     /// Where a scanner found the data: the absolute path bytes of the file on disk.
     public var sourcePath: [UInt8]?
+    /// What `stat` said of it when scanned: tells whether it changed since an earlier commit.
+    public var stamp: FileStamp?
 
-    public init(size: UInt64, content: Digest? = nil, sourcePath: [UInt8]? = nil) {
+    public init(size: UInt64, content: Digest? = nil, sourcePath: [UInt8]? = nil, stamp: FileStamp? = nil) {
         self.size = size
         self.content = content
         self.sourcePath = sourcePath
+        self.stamp = stamp
+    }
+}
+
+/// The `stat` fields that change whenever a file's data may have changed (the ctime moves on every
+/// write, and cannot be set back), as git's index and restic keep them.
+public struct FileStamp: Sendable, Hashable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: UInt64
+    public var mtime: Timestamp
+    public var ctime: Timestamp
+
+    public init(device: UInt64, inode: UInt64, size: UInt64, mtime: Timestamp, ctime: Timestamp) {
+        self.device = device
+        self.inode = inode
+        self.size = size
+        self.mtime = mtime
+        self.ctime = ctime
     }
 }
 

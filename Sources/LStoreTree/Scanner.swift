@@ -15,9 +15,13 @@ public struct ScannedTree: Sendable {
 /// hardlink sets. It never follows a symlink.
 public struct Scanner {
     public var progress: ((_ entries: Int) -> Void)?
+    /// Called with each regular file holding data as soon as it is found, so that reading the data
+    /// can start while the scan goes on.
+    public var onFile: ((Node) -> Void)?
 
-    public init(progress: ((_ entries: Int) -> Void)? = nil) {
+    public init(progress: ((_ entries: Int) -> Void)? = nil, onFile: ((Node) -> Void)? = nil) {
         self.progress = progress
+        self.onFile = onFile
     }
 
     private struct InodeKey: Hashable {
@@ -87,8 +91,12 @@ public struct Scanner {
             var path = rootPath
             path.append(UInt8(ascii: "/"))
             path.append(contentsOf: relative)
-            node.content = .regular(RegularFile(size: UInt64(st.st_size), sourcePath: path))
+            let stamp = FileStamp(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: UInt64(st.st_size),
+                                  mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
+                                  ctime: Timestamp(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: UInt32(st.st_ctim.tv_nsec)))
+            node.content = .regular(RegularFile(size: UInt64(st.st_size), sourcePath: path, stamp: stamp))
             state.files.append(node)
+            onFile?(node)
         case .directory:
             let fd = try name.withCString { cName in
                 try systemCall("open", path: shown) {

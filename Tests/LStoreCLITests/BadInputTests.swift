@@ -134,6 +134,16 @@ struct BadInputTests {
         #expect(checkout.status != 0 && checkout.stderr.contains("corrupt"), "\(checkout.stderr)")
     }
 
+    @Test func damagedIndexIsReported() throws {
+        let index = try sh("ls \(store)/packs/*.idx | head -1").trimmingCharacters(in: .whitespacesAndNewlines)
+        try sh("truncate -s 100 \(index)")
+        let fsck = try lstore(["fsck"], store: store)
+        #expect(fsck.status != 0)
+        #expect(fsck.stdout.contains("index") && fsck.stdout.contains("too short"), "\(fsck.stdout)")
+        let checkout = try lstore(["checkout", "base", "--dir", scratch.sub("out")], store: store)
+        #expect(checkout.status != 0 && checkout.stderr.contains("missing"), "\(checkout.stderr)")
+    }
+
     @Test func notAStore() throws {
         let result = try lstore(["refs"], store: scratch.sub("ok"))
         #expect(result.status != 0 && result.stderr.contains("not an lstore store"), "\(result.stderr)")

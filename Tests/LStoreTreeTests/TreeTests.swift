@@ -45,6 +45,25 @@ import Glibc
         #expect(Array("é\n".utf8).printable == "é\\x0a")
     }
 
+    /// A tree (say, from a hostile peer) whose hardlink path goes through a symlink it also holds:
+    /// the restorer refuses instead of writing outside the destination.
+    @Test func restorerNeverFollowsASymlinkItCreated() throws {
+        let scratch = TemporaryDirectory("escape")
+        try sh("mkdir \(scratch.sub("outside")) && echo secret > \(scratch.sub("outside"))/target")
+        let link = Node(name: Array("escape".utf8), metadata: Metadata(kind: .symlink, permissions: 0o777),
+                        content: .symlink(target: Array(scratch.sub("outside").utf8)))
+        let through = Node(name: Array("x".utf8), metadata: Metadata(kind: .regular, permissions: 0),
+                           content: .hardlink(path: Array("escape/target".utf8)))
+        let root = Node(name: [], metadata: Metadata(kind: .directory, permissions: 0o755),
+                        content: .directory(Directory(children: [link, through])))
+        struct NoData: ContentWriter {
+            func writeContent(of file: RegularFile, to fd: Int32, display: String) throws {}
+        }
+        #expect(throws: FileError.self) { try Restorer(writer: NoData()).restore(root, into: scratch.sub("dest")) }
+        #expect(try sh("ls \(scratch.sub("outside"))") == "target\n", "nothing written outside")
+        #expect(try sh("stat -c %h \(scratch.sub("outside"))/target") == "1\n", "no link made to the outside file")
+    }
+
     /// The scanner and the restorer alone (no store): what one reads, the other writes back exactly.
     @Test(.enabled(if: isRoot, "needs root"))
     func scanAndRestoreRoundTrip() throws {
