@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreTar", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreStore", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.

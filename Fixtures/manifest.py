@@ -25,6 +25,7 @@ usage: manifest.py [--mtime-seconds] [--xattr-namespaces user,trusted,security]
                    [--exclude PREFIX]... DIR
 """
 import argparse
+import errno
 import hashlib
 import os
 import stat
@@ -70,6 +71,17 @@ def content_hash(path: bytes, size: int) -> str:
     finally:
         os.close(fd)
     return h.hexdigest()
+
+
+def listxattr(path: bytes) -> list:
+    """The xattr names of an entry, not following symlinks; none where the filesystem keeps none
+    (a squashfs image without an xattr table answers ENOTSUP)."""
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return []
+        raise
 
 
 def main() -> int:
@@ -133,7 +145,7 @@ def main() -> int:
             fields.append("target=" + escape(os.readlink(path)))
         elif kind in ("char", "block"):
             fields.append("rdev=%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev)))
-        names = sorted(os.fsencode(n) for n in os.listxattr(path, follow_symlinks=False))
+        names = sorted(os.fsencode(n) for n in listxattr(path))
         for name in names:
             if namespaces is not None and not name.startswith(namespaces):
                 continue
