@@ -2,7 +2,7 @@
 // lstore: immutable, reproducible, inheritable root filesystems.
 //
 // Dependencies point one way:
-//   lstore → LStoreCLI → LStoreStore, LStoreTar → LStoreTree, LStoreCompression → C shims
+//   lstore → LStoreCLI → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
 import PackageDescription
 
 /// A C library that Debian ships as `apt` package `apt`, found through pkg-config name `pkg`.
@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreTar", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreStore", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
@@ -34,6 +34,9 @@ let package = Package(
         ]),
         // Tarballs in and out (pax with xattrs), through libarchive.
         .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
+        // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
+        // BlockSource protocol (the store, a directory, another image). Knows nothing of the store.
+        .target(name: "LStoreSquashFS", dependencies: ["LStoreTree", "LStoreCompression"]),
         // The root filesystem model (byte names, all metadata, hardlinks), scanner and restorer.
         .target(name: "LStoreTree", dependencies: ["CLStoreSys"]),
         // One Compressor for every codec squashfs knows: zstd, lz4, gzip, xz, none; XXH3 checksums.
@@ -51,6 +54,7 @@ let package = Package(
         .testTarget(name: "LStoreCompressionTests", dependencies: ["LStoreCompression"]),
         .testTarget(name: "LStoreTreeTests", dependencies: ["LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
     ]
 )

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import LStoreCompression
+import LStoreSquashFS
 import LStoreStore
 import LStoreTar
 import LStoreTree
@@ -7,8 +9,11 @@ import LStoreTree
 struct CheckoutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkout",
-        abstract: "Write a commit's tree out exactly: as a directory or as a pax tarball.",
-        discussion: "--dir writes into a new or empty directory only.")
+        abstract: "Write a commit's tree out: as a directory, a pax tarball or a squashfs image.",
+        discussion: """
+            --dir writes into a new or empty directory only. --squashfs uses the store's codec, level and \
+            block size unless told otherwise; then each stored block is copied into the image as it is.
+            """)
 
     @OptionGroup var storeOptions: StoreOptions
 
@@ -21,8 +26,15 @@ struct CheckoutCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a pax tarball with xattrs (.gz, .zst, .xz compress it).", valueName: "file"))
     var tar: String?
 
+    @Option(help: ArgumentHelp("Write a squashfs image.", valueName: "file"))
+    var squashfs: String?
+
+    @OptionGroup var imageOptions: ImageOptions
+
     func validate() throws {
-        guard (dir == nil) != (tar == nil) else { throw ValidationError("give exactly one of --dir or --tar") }
+        guard [dir, tar, squashfs].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --dir, --tar or --squashfs")
+        }
     }
 
     func run() throws {
@@ -31,7 +43,10 @@ struct CheckoutCommand: ParsableCommand {
         let root = try store.loadTree(commit.tree)
         let bar = ProgressBar("checking out", total: commit.entries, bytes: false)
         defer { bar.finish() }
-        if let dir {
+        if let squashfs {
+            let options = try imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: commit.time)
+            try writeImage(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
+        } else if let dir {
             try Restorer(writer: StoreContentWriter(store: store), progress: { bar.update(UInt64($0)) }).restore(root, into: dir)
         } else if let tar {
             let reader = StoreContentWriter(store: store)

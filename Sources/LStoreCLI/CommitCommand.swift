@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LStoreSquashFS
 import LStoreStore
 import LStoreTar
 import LStoreTree
@@ -74,6 +75,8 @@ struct CommitCommand: ParsableCommand {
             saveCache = { [started] in
                 try? FileCache.save(scanned.files, since: started, for: absoluteSource, in: store)
             }
+        } else if st.st_mode & S_IFMT == S_IFREG, isSquashFS(source) {
+            root = try commitImage(source, ingest: ingest)
         } else if st.st_mode & S_IFMT == S_IFREG {
             let bar = ProgressBar("reading \(URL(fileURLWithPath: source).lastPathComponent)", total: 0, bytes: false)
             root = try TarReader(progress: { bar.update(UInt64($0)) }).read(source) { size, read in
@@ -117,6 +120,39 @@ struct CommitCommand: ParsableCommand {
         }
         return Int64(Date().timeIntervalSince1970)
     }
+}
+
+/// True when the file starts with squashfs's magic, `hsqs`.
+func isSquashFS(_ path: String) -> Bool {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+    defer { try? handle.close() }
+    return (try? handle.read(upToCount: 4)) == Data("hsqs".utf8)
+}
+
+/// Reads a squashfs image's tree and stores its files' data, block by block.
+func commitImage(_ path: String, ingest: Ingest) throws -> Node {
+    let image = try SquashFSImage(path: path)
+    let root = try image.readTree()
+    let blockSize = ingest.writer.store.blockSize
+    var files: [(path: [UInt8], node: Node)] = []
+    root.walk { relative, node in
+        if case .regular = node.content { files.append((relative, node)) }
+    }
+    for (relative, node) in files {
+        guard case .regular(var file) = node.content else { continue }
+        file.content = try ingest.ingestBlocks(size: file.size) { consume in
+            try image.forEachBlock(of: file, path: relative, blockSize: blockSize) { block in
+                switch block {
+                case .hole: try consume(.hole)
+                case .raw(let bytes): try bytes.withUnsafeBytes { try consume(.data($0)) }
+                case .stored: throw CommandError("\(path): the image reader handed over a compressed block")
+                }
+            }
+        }
+        file.sourcePath = nil
+        node.content = .regular(file)
+    }
+    return root
 }
 
 func defaultAuthor() -> String {

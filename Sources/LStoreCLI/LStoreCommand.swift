@@ -15,7 +15,7 @@ public struct LStoreCommand: ParsableCommand {
         abstract: "Store root filesystems as layers, stacked like git commits, and check them out exactly.",
         version: "0.1.0",
         subcommands: [
-            InitCommand.self, CommitCommand.self, CheckoutCommand.self,
+            InitCommand.self, CommitCommand.self, CheckoutCommand.self, SquashfsCommand.self, InspectCommand.self,
             RefsCommand.self, RefCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self,
             FsckCommand.self, GCCommand.self, RepackCommand.self, StatsCommand.self, ReflogCommand.self,
         ])

@@ -108,3 +108,22 @@ extension StoreContentWriter {
         }
     }
 }
+
+/// A block as the store keeps it: compressed (or raw, codec `.none`) exactly as a squashfs data
+/// block of its codec, and the level it was compressed at.
+public struct StoredBlockBytes: Sendable {
+    public var bytes: [UInt8]
+    public var codec: Codec
+    public var level: Int
+    public var rawLength: Int
+}
+
+extension Store {
+    /// Block `id` as stored, checked against its XXH3 checksum: what a squashfs writer copies
+    /// unchanged when its codec and level are the image's.
+    public func storedBlock(_ id: Digest, scratch: inout [UInt8]) throws -> StoredBlockBytes {
+        let location = try readStored(id, kind: .block, into: &scratch)
+        let bytes = Array(scratch[PackFormat.entryHeaderSize..<PackFormat.entryHeaderSize + Int(location.storedLength)])
+        return StoredBlockBytes(bytes: bytes, codec: location.codec, level: Int(location.level), rawLength: Int(location.rawLength))
+    }
+}

@@ -125,18 +125,53 @@ public final class Ingest: @unchecked Sendable {
             }
             guard got == length else { throw IngestError.shortRead(expected: size, got: size - remaining - UInt64(length) + UInt64(max(got, 0))) }
             let id: Digest = try worker.block.withUnsafeBytes { raw in
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<length])
-                if length == blockSize && isAllZero(bytes) { return .zero }
-                let id = sha256(bytes)
-                if writer.claim(id, kind: .block) {
-                    try writer.add(.block, id: id, raw: bytes, compressor: worker.compressor, scratch: &worker.scratch)
-                }
-                return id
+                try storeBlock(UnsafeRawBufferPointer(rebasing: raw[0..<length]), worker: worker)
             }
             blocks.append(id)
             let total = done.wrappingAdd(UInt64(length), ordering: .relaxed).newValue
             if total & 0x3FFFFF < UInt64(length) { progress?(total) }
         }
+        let object = FileObject(size: size, blockSize: blockSize, blocks: blocks).encoded()
+        return try object.withUnsafeBytes { try store(.file, $0, worker: worker) }
+    }
+
+    /// Stores one block unless present (an all-zero full block is a hole); returns its id.
+    private func storeBlock(_ bytes: UnsafeRawBufferPointer, worker: Worker) throws -> Digest {
+        if bytes.count == blockSize && isAllZero(bytes) { return .zero }
+        let id = sha256(bytes)
+        if writer.claim(id, kind: .block) {
+            try writer.add(.block, id: id, raw: bytes, compressor: worker.compressor, scratch: &worker.scratch)
+        }
+        return id
+    }
+
+    /// A block handed to `ingestBlocks`.
+    public enum Block {
+        /// A full block of zeros.
+        case hole
+        /// The block's bytes: the store's block size, or the rest of the file for the last one.
+        case data(UnsafeRawBufferPointer)
+    }
+
+    /// Stores a file of `size` bytes whose blocks, already cut at the store's block size, `produce`
+    /// hands to its argument in order; returns the file object's id. Single-threaded.
+    public func ingestBlocks(size: UInt64, _ produce: ((Block) throws -> Void) throws -> Void) throws -> Digest {
+        let worker = try streamWorker()
+        var blocks: [Digest] = []
+        var offset: UInt64 = 0
+        try produce { block in
+            let expected = Int(min(UInt64(blockSize), size - min(offset, size)))
+            switch block {
+            case .hole:
+                guard expected == blockSize else { throw IngestError.shortRead(expected: size, got: offset) }
+                blocks.append(.zero)
+            case .data(let bytes):
+                guard bytes.count == expected, expected > 0 else { throw IngestError.shortRead(expected: size, got: offset + UInt64(bytes.count)) }
+                blocks.append(try storeBlock(bytes, worker: worker))
+            }
+            offset += UInt64(expected)
+        }
+        guard offset == size else { throw IngestError.shortRead(expected: size, got: offset) }
         let object = FileObject(size: size, blockSize: blockSize, blocks: blocks).encoded()
         return try object.withUnsafeBytes { try store(.file, $0, worker: worker) }
     }

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import LStoreCompression
+import LStoreSquashFS
+import LStoreStore
+import LStoreTree
+
+/// The store as the squashfs writer's block source. When the image's block size is the store's,
+/// every block goes over as stored, so the writer copies it unchanged when the codec and level are
+/// the image's too (direct materialisation); otherwise the data is cut again at the image's size.
+struct StoreBlockSource: BlockSource {
+    let store: Store
+
+    func forEachBlock(of file: RegularFile, path: [UInt8], blockSize: Int,
+                      _ body: (SourceBlock) throws -> Void) throws {
+        guard let id = file.content else { throw CommandError("/\(path.printable): the tree names no data") }
+        let object = try store.file(id)
+        if object.blockSize == blockSize {
+            var scratch: [UInt8] = []
+            for block in object.blocks {
+                if block == .zero {
+                    try body(.hole)
+                    continue
+                }
+                let stored = try store.storedBlock(block, scratch: &scratch)
+                try body(.stored(StoredBlock(bytes: stored.bytes, spec: CompressionSpec(codec: stored.codec, level: stored.level),
+                                             rawLength: stored.rawLength)))
+            }
+            return
+        }
+        // Another block size: the data, cut again.
+        var pending: [UInt8] = []
+        pending.reserveCapacity(blockSize)
+        var left = file.size
+        func emit() throws {
+            let full = pending.count == blockSize
+            try body(full && pending.allSatisfy { $0 == 0 } ? .hole : .raw(pending))
+            left -= UInt64(pending.count)
+            pending.removeAll(keepingCapacity: true)
+        }
+        try StoreContentWriter(store: store).stream(file) { bytes in
+            var rest = bytes[...]
+            while !rest.isEmpty {
+                let want = Int(min(UInt64(blockSize), left)) - pending.count
+                let take = min(want, rest.count)
+                pending.append(contentsOf: rest.prefix(take))
+                rest = rest.dropFirst(take)
+                if pending.count == Int(min(UInt64(blockSize), left)) { try emit() }
+            }
+        }
+    }
+}
+
+/// Options of every command that writes an image.
+struct ImageOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Codec and level: zstd[:1-22], lz4[:hc], gzip[:1-9], xz, none.", valueName: "codec[:level]"))
+    var compression: String?
+
+    @Option(name: .customLong("block-size"), help: ArgumentHelp("Block size: a power of two from 4K to 1M.", valueName: "size"))
+    var blockSize: String?
+
+    @Option(name: .customLong("mkfs-time"), help: ArgumentHelp("The image's time, in seconds since 1970 (default: SOURCE_DATE_EPOCH, else the commit's time, else now).", valueName: "seconds"))
+    var mkfsTime: UInt32?
+
+    @Option(help: "Compression threads (default: every core).")
+    var threads: Int?
+
+    /// The writer's options, defaulting to `compression` and `blockSize` (the store's).
+    func squashFSOptions(compression defaultSpec: CompressionSpec, blockSize defaultSize: Int, time: Int64) throws -> SquashFSOptions {
+        let spec = try compression.map { try CompressionSpec(parsing: $0) } ?? defaultSpec
+        var size = defaultSize
+        if let blockSize {
+            guard let parsed = parseSize(blockSize) else { throw CommandError("invalid block size '\(blockSize)'") }
+            size = parsed
+        }
+        var seconds = time
+        if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"], let value = Int64(epoch) { seconds = value }
+        if let mkfsTime { seconds = Int64(mkfsTime) }
+        return SquashFSOptions(compression: spec, blockSize: size, modificationTime: UInt32(clamping: max(0, seconds)),
+                               threads: threads ?? availableCores())
+    }
+}
+
+/// Writes an image to a temporary name and renames it into place, so that a failure leaves no
+/// half image; says once what squashfs could not hold.
+func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String) throws {
+    let temporary = path + ".lstore-tmp"
+    do {
+        let result = try SquashFSWriter(options: options).write(root, source: source, to: temporary)
+        guard rename(temporary, path) == 0 else { throw FileError(path: path, operation: "rename", errno: errno) }
+        if !result.report.isEmpty {
+            for line in "\(result.report)".split(separator: "\n") { note("lstore: warning: \(path): \(line)") }
+        }
+    } catch {
+        unlink(temporary)
+        throw error
+    }
+}
+
+struct SquashfsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "squashfs",
+        abstract: "Make a squashfs image of a plain directory (what mksquashfs does), with no store.")
+
+    @Argument(help: "The directory.") var directory: String
+    @Argument(help: "The image to write.") var image: String
+    @OptionGroup var imageOptions: ImageOptions
+
+    func run() throws {
+        let scanned = try Scanner().scan(directory)
+        let options = try imageOptions.squashFSOptions(compression: try CompressionSpec(parsing: "zstd:6"), blockSize: 128 << 10,
+                                                       time: Int64(Date().timeIntervalSince1970))
+        try writeImage(scanned.root, source: DirectoryBlockSource(), options: options, to: image)
+    }
+}
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Describe a squashfs image: superblock, tables, counts, compression ratio.")
+
+    @Argument(help: "The image.") var image: String
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let opened = try SquashFSImage(path: image)
+        let info = opened.info
+        let root = try opened.readTree()
+        var entries = 0, files = 0
+        var bytes: UInt64 = 0
+        root.walk { _, node in
+            entries += 1
+            if case .regular(let file) = node.content {
+                files += 1
+                bytes += file.size
+            }
+        }
+        let ratio = info.bytesUsed == 0 ? 0 : Double(bytes) / Double(info.bytesUsed)
+        if output.json {
+            return try printJSON([
+                "blockSize": info.blockSize, "compression": "\(info.codec)", "inodes": info.inodeCount,
+                "fragments": info.fragmentCount, "ids": info.idCount, "mkfsTime": info.modificationTime,
+                "bytesUsed": info.bytesUsed, "flags": info.flags, "exportTable": info.hasExportTable,
+                "xattrTable": info.hasXattrTable, "entries": entries, "files": files, "fileBytes": bytes,
+                "compressionRatio": ratio,
+            ] as [String: Any])
+        }
+        print("image        \(image)")
+        print("format       squashfs 4.0, \(info.codec), \(info.blockSize / 1024)K blocks")
+        print("time         \(isoTime(Int64(info.modificationTime)))")
+        print("size         \(humanBytes(info.bytesUsed)) (\(info.bytesUsed) bytes)")
+        print("inodes       \(info.inodeCount) (\(entries) entries, \(files) regular files)")
+        print("fragments    \(info.fragmentCount)")
+        print("ids          \(info.idCount)")
+        print("tables       export \(info.hasExportTable ? "yes" : "no"), xattrs \(info.hasXattrTable ? "yes" : "no")")
+        print(String(format: "data         %@ of file data, %.2fx compressed", humanBytes(bytes), ratio))
+    }
+}

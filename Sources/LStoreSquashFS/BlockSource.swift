@@ -1,0 +1,114 @@
+import LStoreCompression
+import LStoreTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One block of a regular file, as a `BlockSource` hands it to the writer.
+public enum SourceBlock: Sendable {
+    /// A full block of zeros. The image records it as a hole (block size 0) and stores nothing.
+    case hole
+    /// The block's bytes: `blockSize` of them, or the rest of the file for the last block.
+    case raw([UInt8])
+    /// The block already compressed. The writer copies the bytes unchanged when the codec and
+    /// level are the image's, else decompresses and compresses again.
+    case stored(StoredBlock)
+}
+
+/// A block compressed exactly as a squashfs data block of its codec (a zstd frame, an lz4 block,
+/// a zlib stream, an xz stream with CRC32), which is how lstore's store keeps blocks.
+public struct StoredBlock: Sendable {
+    public var bytes: [UInt8]
+    /// The codec and level the bytes were made with; codec `.none` means the bytes are the raw block.
+    public var spec: CompressionSpec
+    /// How many bytes the block decompresses to.
+    public var rawLength: Int
+
+    public init(bytes: [UInt8], spec: CompressionSpec, rawLength: Int) {
+        self.bytes = bytes
+        self.spec = spec
+        self.rawLength = rawLength
+    }
+}
+
+/// Where the writer gets the data of regular files: lstore's store, a directory on disk
+/// (`DirectoryBlockSource`), or another image (`SquashFSImage`).
+///
+/// The writer calls it for one file at a time, from one thread, in the image's data order.
+public protocol BlockSource {
+    /// Calls `body` with each block of `file` in order: `ceil(file.size / blockSize)` blocks, each
+    /// `blockSize` bytes but the last, which holds the rest. `.hole` stands only for a full block.
+    /// `path` is the entry's path in the tree (relative to the root), for messages.
+    func forEachBlock(of file: RegularFile, path: [UInt8], blockSize: Int,
+                      _ body: (SourceBlock) throws -> Void) throws
+}
+
+/// Reads each file from `RegularFile.sourcePath` (as `Scanner` fills it), cutting it at the block
+/// size. Full blocks that lie in a hole of the file on disk (`SEEK_DATA`) are handed over as `.hole`
+/// without being read; the writer also turns any other all-zero full block into a hole.
+public struct DirectoryBlockSource: BlockSource, Sendable {
+    public init() {}
+
+    public func forEachBlock(of file: RegularFile, path: [UInt8], blockSize: Int,
+                             _ body: (SourceBlock) throws -> Void) throws {
+        guard let source = file.sourcePath else {
+            throw SquashFSError.badSource("\(path.printable): the tree does not say where its data is (no source path)")
+        }
+        let display = source.printable
+        let fd = try source.withCString { cPath in
+            try systemCall("open", path: display) { open(cPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        defer { close(fd) }
+        let size = file.size
+        let block = UInt64(blockSize)
+        var offset: UInt64 = 0
+        // [dataStart, dataEnd): the next data region at or after the offsets already read;
+        // whatever lies before dataStart is a hole.
+        var dataStart: UInt64 = 0
+        var dataEnd: UInt64 = 0
+        while offset < size {
+            let length = Int(min(block, size - offset))
+            if length == blockSize {
+                if offset >= dataEnd {
+                    // Past the data region found last: find the next one.
+                    let found = lseek(fd, off_t(offset), seekData)
+                    if found >= 0 {
+                        dataStart = UInt64(found)
+                        let hole = lseek(fd, found, seekHole)
+                        dataEnd = hole >= 0 ? UInt64(hole) : UInt64.max
+                    } else if errno == ENXIO {
+                        dataStart = UInt64.max  // only a hole remains
+                        dataEnd = UInt64.max
+                    } else {
+                        dataStart = offset  // no SEEK_DATA here: read everything
+                        dataEnd = UInt64.max
+                    }
+                }
+                if offset + block <= dataStart {
+                    try body(.hole)
+                    offset += block
+                    continue
+                }
+            }
+            let bytes = try [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+                var got = 0
+                while got < length {
+                    let n = try systemCall("read", path: display) {
+                        pread(fd, buffer.baseAddress! + got, length - got, off_t(offset) + off_t(got))
+                    }
+                    if n == 0 {
+                        throw FileError(path: display, operation: "file shrank while being read (expected \(size) bytes)",
+                                        errno: 0)
+                    }
+                    got += n
+                }
+                count = length
+            }
+            try body(.raw(bytes))
+            offset += UInt64(length)
+        }
+    }
+}
+
+/// `SEEK_HOLE` from `<unistd.h>`: the next hole at or after the given offset (the end counts as one).
+let seekHole: Int32 = 4

@@ -1,0 +1,388 @@
+import Dispatch
+import LStoreCompression
+import LStoreTree
+import Synchronization
+
+/// Where one regular file's data went: what its inode records.
+struct FileLayout {
+    /// The image offset of the first block; 0 for a file with no full block.
+    var start: UInt64 = 0
+    var started = false
+    /// One entry per full block: the stored size, bit 24 set when stored raw, 0 for a hole.
+    var sizes: [UInt32] = []
+    var fragment: UInt32 = Format.noFragment
+    var fragmentOffset: UInt32 = 0
+    /// Bytes of the holes the source declared (see `DataWriter.Output.hole`).
+    var sparse: UInt64 = 0
+}
+
+/// Counts for the caller.
+public struct DataStatistics: Sendable, Equatable {
+    /// Full blocks written (compressed or raw), holes not included.
+    public var blocks = 0
+    /// Full blocks recorded as holes.
+    public var holes = 0
+    /// Blocks copied unchanged from a source's compressed bytes.
+    public var copied = 0
+    /// Blocks a source handed over compressed with another codec or level, compressed again.
+    public var recompressed = 0
+    public var fragments = 0
+    /// Data and fragment blocks stored uncompressed because compression did not make them smaller.
+    public var uncompressed = 0
+}
+
+/// Writes the data area: every full block of every file in order, and the fragment blocks that
+/// pack the files' tails.
+///
+/// Format rules: a file's blocks lie one after the other with no gap (the inode records the first
+/// block's offset and each block's stored size); a block stored raw has bit 24 of its size set; a
+/// hole (a full block of zeros) has size 0 and takes no space; a file's tail (the last partial
+/// block, or the whole file when it is smaller than a block) lives in a fragment block at an
+/// offset, and fragment blocks are at most one block size before compression.
+///
+/// Work is cut into batches of bounded size in the order of the data; a batch is compressed on
+/// every worker while the next one is read, and written in order. What lands where depends only
+/// on the order of the data, never on timing or the number of threads, so the output is the same
+/// at any thread count. At most three batches are held at once.
+final class DataWriter {
+    enum Job: Sendable {
+        /// A full block of file number `file`.
+        case block(file: Int, SourceBlock)
+        /// The tail of file number `file`, `length` bytes long: to be packed into a fragment.
+        case tail(file: Int, SourceBlock, length: Int)
+        /// Fragment block `index`, full.
+        case fragment(index: Int, [UInt8])
+
+        /// Bytes held, for bounding a batch.
+        var cost: Int {
+            switch self {
+            case .block(_, let block), .tail(_, let block, _):
+                switch block {
+                case .hole: 16
+                case .raw(let bytes): bytes.count
+                case .stored(let stored): stored.bytes.count + stored.rawLength
+                }
+            case .fragment(_, let bytes): bytes.count
+            }
+        }
+    }
+
+    enum Output: Sendable {
+        /// A full block of zeros; `declared` when the source said so (a hole on disk or in a store),
+        /// not when the writer found the zeros: only declared holes count as sparse bytes in the
+        /// inode, as mksquashfs counts only the holes of files stored sparsely on disk.
+        case hole(declared: Bool)
+        /// Stored bytes: compressed, or raw when compression did not pay.
+        case data([UInt8], compressed: Bool, copied: Bool, recompressed: Bool)
+        /// A tail's raw bytes.
+        case tail([UInt8])
+    }
+
+    private static let batchBytes = 16 << 20
+    private static let batchJobs = 1 << 16
+
+    let output: OutputFile
+    let spec: CompressionSpec
+    let blockSize: Int
+    private(set) var layouts: [FileLayout]
+    /// Each fragment block's offset and stored size (bit 24 set when raw), by index.
+    private(set) var fragmentEntries: [(start: UInt64, size: UInt32)] = []
+    private(set) var statistics = DataStatistics()
+
+    /// Two sets of workers: the batch being compressed and the one after it may overlap.
+    private let workerSets: [[Worker]]
+    private var batchCount = 0
+    private var assembling: [Job] = []
+    private var assemblingCost = 0
+    private var inFlight: Batch?
+    private var fragmentBuffer: [UInt8] = []
+    private var sealedFragments = 0
+    /// Fragment blocks sealed while a file's blocks were being queued: they join the queue at the
+    /// next file boundary, since nothing may come between the blocks of one file.
+    private var sealedWaiting: [Job] = []
+
+    init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int) throws {
+        self.output = output
+        self.spec = spec
+        self.blockSize = blockSize
+        layouts = Array(repeating: FileLayout(), count: fileCount)
+        workerSets = try (0..<2).map { _ in
+            try (0..<max(threads, 1)).map { _ in try Worker(spec: spec, blockSize: blockSize) }
+        }
+    }
+
+    /// Reads file number `index` from `source` and queues its blocks.
+    func add(index: Int, file: RegularFile, path: [UInt8], source: some BlockSource) throws {
+        let block = UInt64(blockSize)
+        let fullBlocks = file.size / block
+        let tailLength = Int(file.size % block)
+        let total = fullBlocks + (tailLength > 0 ? 1 : 0)
+        guard total > 0 else { return }
+        queueSealedFragments()
+        layouts[index].sizes.reserveCapacity(Int(fullBlocks))
+        var delivered: UInt64 = 0
+        try source.forEachBlock(of: file, path: path, blockSize: blockSize) { piece in
+            guard delivered < total else {
+                throw SquashFSError.badSource("/\(path.printable): more than the \(total) block(s) of a \(file.size)-byte file")
+            }
+            let isTail = delivered == fullBlocks
+            let expected = isTail ? tailLength : blockSize
+            switch piece {
+            case .hole:
+                guard !isTail else {
+                    throw SquashFSError.badSource("/\(path.printable): a hole for the last, partial block")
+                }
+            case .raw(let bytes):
+                guard bytes.count == expected else {
+                    throw SquashFSError.badSource(
+                        "/\(path.printable): block \(delivered) has \(bytes.count) bytes, expected \(expected)")
+                }
+            case .stored(let stored):
+                guard stored.rawLength == expected, stored.bytes.count <= 2 * blockSize + 4096 else {
+                    throw SquashFSError.badSource(
+                        "/\(path.printable): block \(delivered) holds \(stored.rawLength) bytes, expected \(expected)")
+                }
+            }
+            delivered += 1
+            try enqueue(isTail ? .tail(file: index, piece, length: tailLength) : .block(file: index, piece))
+        }
+        guard delivered == total else {
+            throw SquashFSError.badSource("/\(path.printable): \(delivered) block(s) of the \(total) of a \(file.size)-byte file")
+        }
+    }
+
+    /// Writes everything still queued and the last fragment block.
+    func finish() throws {
+        while true {
+            queueSealedFragments()
+            if !assembling.isEmpty {
+                try submit()
+            } else if let batch = inFlight {
+                inFlight = nil
+                try write(batch)
+            } else if !fragmentBuffer.isEmpty {
+                sealFragment()
+                queueSealedFragments()
+            } else {
+                break
+            }
+        }
+        try output.flush()
+    }
+
+    /// Waits for the batch still being compressed, if any (after an error).
+    func abandon() {
+        inFlight?.done.wait()
+        inFlight = nil
+    }
+
+    private func enqueue(_ job: Job) throws {
+        assembling.append(job)
+        assemblingCost += job.cost
+        if assemblingCost >= Self.batchBytes || assembling.count >= Self.batchJobs { try submit() }
+    }
+
+    /// Starts compressing the assembled batch, then writes the one before it.
+    private func submit() throws {
+        let next = start(assembling)
+        assembling = []
+        assemblingCost = 0
+        let previous = inFlight
+        inFlight = next
+        if let previous { try write(previous) }
+    }
+
+    private func start(_ jobs: [Job]) -> Batch {
+        let batch = Batch(jobs: jobs)
+        let workers = workerSets[batchCount % 2]
+        batchCount += 1
+        let threads = min(workers.count, jobs.count)
+        DispatchQueue.global().async {
+            let next = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: threads) { slot in
+                let worker = workers[slot]
+                while batch.failure.withLock({ $0 == nil }) {
+                    let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    guard index < jobs.count else { break }
+                    do {
+                        batch.results[index] = try worker.process(jobs[index])
+                    } catch {
+                        batch.failure.withLock { if $0 == nil { $0 = error } }
+                        break
+                    }
+                }
+            }
+            batch.done.signal()
+        }
+        return batch
+    }
+
+    /// Waits for `batch` and writes its results in order.
+    private func write(_ batch: Batch) throws {
+        batch.done.wait()
+        if let error = batch.failure.withLock({ $0 }) { throw error }
+        for (index, job) in batch.jobs.enumerated() {
+            guard let result = batch.results[index] else { preconditionFailure("a job of a finished batch has no result") }
+            switch (job, result) {
+            case (.block(let file, _), .hole(let declared)):
+                if !layouts[file].started {
+                    layouts[file].start = output.offset
+                    layouts[file].started = true
+                }
+                layouts[file].sizes.append(0)
+                if declared { layouts[file].sparse += UInt64(blockSize) }
+                statistics.holes += 1
+            case (.block(let file, _), .data(let bytes, let compressed, let copied, let recompressed)):
+                if !layouts[file].started {
+                    layouts[file].start = output.offset
+                    layouts[file].started = true
+                }
+                layouts[file].sizes.append(UInt32(bytes.count) | (compressed ? 0 : Format.dataUncompressed))
+                try output.append(bytes)
+                statistics.blocks += 1
+                if copied { statistics.copied += 1 }
+                if recompressed { statistics.recompressed += 1 }
+                if !compressed { statistics.uncompressed += 1 }
+            case (.tail(let file, _, _), .tail(let bytes)):
+                if fragmentBuffer.count + bytes.count > blockSize { sealFragment() }
+                layouts[file].fragment = UInt32(sealedFragments)
+                layouts[file].fragmentOffset = UInt32(fragmentBuffer.count)
+                fragmentBuffer.append(contentsOf: bytes)
+            case (.fragment(let fragment, _), .data(let bytes, let compressed, _, _)):
+                precondition(fragment == fragmentEntries.count, "fragment blocks are written in order")
+                fragmentEntries.append((output.offset, UInt32(bytes.count) | (compressed ? 0 : Format.dataUncompressed)))
+                try output.append(bytes)
+                statistics.fragments += 1
+                if !compressed { statistics.uncompressed += 1 }
+            default:
+                preconditionFailure("a job's result does not match the job")
+            }
+        }
+    }
+
+    /// Closes the open fragment block; it waits in `sealedWaiting` for a file boundary.
+    private func sealFragment() {
+        sealedWaiting.append(.fragment(index: sealedFragments, fragmentBuffer))
+        sealedFragments += 1
+        fragmentBuffer = []
+        fragmentBuffer.reserveCapacity(blockSize)
+    }
+}
+
+extension DataWriter {
+    /// Moves the sealed fragment blocks into the queue; called only between files.
+    private func queueSealedFragments() {
+        for job in sealedWaiting {
+            assembling.append(job)
+            assemblingCost += job.cost
+        }
+        sealedWaiting.removeAll()
+    }
+}
+
+/// One batch of jobs and, once `done` is signalled, their results.
+private final class Batch: @unchecked Sendable {
+    let jobs: [DataWriter.Job]
+    let results: UnsafeMutableBufferPointer<DataWriter.Output?>
+    let failure = Mutex<(any Error)?>(nil)
+    let done = DispatchSemaphore(value: 0)
+
+    init(jobs: [DataWriter.Job]) {
+        self.jobs = jobs
+        results = .allocate(capacity: jobs.count)
+        results.initialize(repeating: nil)
+    }
+
+    deinit {
+        results.deinitialize()
+        results.deallocate()
+    }
+}
+
+/// One thread's compressor, decompressors and scratch buffer.
+private final class Worker: @unchecked Sendable {
+    let spec: CompressionSpec
+    let blockSize: Int
+    let compressor: Compressor
+    private var decompressors: [Codec: Decompressor] = [:]
+    private var scratch: [UInt8] = []
+
+    init(spec: CompressionSpec, blockSize: Int) throws {
+        self.spec = spec
+        self.blockSize = blockSize
+        compressor = try Compressor(spec)
+    }
+
+    func process(_ job: DataWriter.Job) throws -> DataWriter.Output {
+        switch job {
+        case .block(_, .hole):
+            return .hole(declared: true)
+        case .block(_, .raw(let bytes)):
+            return try compress(bytes, detectHole: true, recompressed: false)
+        case .block(_, .stored(let stored)):
+            if stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength {
+                return .data(stored.bytes, compressed: true, copied: true, recompressed: false)
+            }
+            let raw = try decompress(stored)
+            return try compress(raw, detectHole: true, recompressed: stored.spec.codec != .none)
+        case .tail(_, let block, let length):
+            switch block {
+            case .hole: return .tail([UInt8](repeating: 0, count: length))
+            case .raw(let bytes): return .tail(bytes)
+            case .stored(let stored): return .tail(try decompress(stored))
+            }
+        case .fragment(_, let bytes):
+            return try compress(bytes, detectHole: false, recompressed: false)
+        }
+    }
+
+    private func compress(_ bytes: [UInt8], detectHole: Bool, recompressed: Bool) throws -> DataWriter.Output {
+        try bytes.withUnsafeBytes { raw in
+            if detectHole && raw.count == blockSize && isAllZero(raw) { return .hole(declared: false) }
+            if try compressor.compress(raw, into: &scratch) {
+                return .data(Array(scratch), compressed: true, copied: false, recompressed: recompressed)
+            }
+            return .data(bytes, compressed: false, copied: false, recompressed: recompressed)
+        }
+    }
+
+    private func decompress(_ stored: StoredBlock) throws -> [UInt8] {
+        if stored.spec.codec == .none {
+            guard stored.bytes.count == stored.rawLength else {
+                throw SquashFSError.badSource("a raw block of \(stored.bytes.count) bytes said to hold \(stored.rawLength)")
+            }
+            return stored.bytes
+        }
+        let decompressor: Decompressor
+        if let known = decompressors[stored.spec.codec] {
+            decompressor = known
+        } else {
+            decompressor = try Decompressor(stored.spec.codec)
+            decompressors[stored.spec.codec] = decompressor
+        }
+        let length = stored.rawLength
+        return try [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+            let got = try stored.bytes.withUnsafeBytes {
+                try decompressor.decompress($0, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+            guard got == length else {
+                throw SquashFSError.badSource("a stored block decompressed to \(got) bytes, expected \(length)")
+            }
+            count = length
+        }
+    }
+}
+
+func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    let count = bytes.count
+    while i + 8 <= count {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    while i < count {
+        if bytes[i] != 0 { return false }
+        i += 1
+    }
+    return true
+}

@@ -1,0 +1,525 @@
+import LStoreCompression
+import LStoreTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How to write an image.
+public struct SquashFSOptions: Sendable {
+    /// The codec and level of every data, fragment and metadata block. `none` stores everything
+    /// uncompressed (the superblock then names gzip, as mksquashfs `-noI -noD -noF -noX` does).
+    public var compression: CompressionSpec
+    /// A power of two from 4096 to 1048576.
+    public var blockSize: Int
+    /// The superblock's `mkfs_time`, seconds since 1970.
+    public var modificationTime: UInt32
+    /// Compression threads.
+    public var threads: Int
+    /// Write the export table (inode number to inode), which NFS export needs.
+    public var exportTable: Bool
+    /// Files with the same `RegularFile.content` digest and size share their data.
+    public var deduplicate: Bool
+
+    public init(compression: CompressionSpec, blockSize: Int = 128 << 10, modificationTime: UInt32 = 0,
+                threads: Int = processorCount, exportTable: Bool = true, deduplicate: Bool = true) {
+        self.compression = compression
+        self.blockSize = blockSize
+        self.modificationTime = modificationTime
+        self.threads = threads
+        self.exportTable = exportTable
+        self.deduplicate = deduplicate
+    }
+
+    /// The processors online.
+    public static var processorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// What a write produced.
+public struct SquashFSWriteResult: Sendable {
+    /// What the tree held that squashfs cannot.
+    public var report: SquashFSReport
+    /// The superblock's `bytes_used`; the file is padded to a multiple of 4096 after it.
+    public var bytesUsed: UInt64
+    public var fileSize: UInt64
+    public var inodeCount: Int
+    public var data: DataStatistics
+}
+
+/// Writes a tree as a SquashFS 4.0 image (see spec/squashfs.md). The same tree, options and
+/// source data give the same bytes at any thread count.
+///
+/// The image, in order: superblock, compressor options (lz4 always; gzip and zstd when the level
+/// is not squashfs's default), data and fragment blocks, inode table, directory table, fragment
+/// table, export table, id table, xattr table. Inodes are numbered 1...N in the order they are
+/// written: depth first, entries by name, each directory after everything below it, so the root
+/// is N. A hardlink set is one inode, written at its first name.
+public struct SquashFSWriter {
+    public var options: SquashFSOptions
+
+    public init(options: SquashFSOptions) throws {
+        let size = options.blockSize
+        guard size >= 1 << Format.minimumBlockLog, size <= 1 << Format.maximumBlockLog, size & (size - 1) == 0 else {
+            throw SquashFSError.invalidOptions("block size \(size) is not a power of two from 4096 to 1048576")
+        }
+        guard options.compression.codec.levels.contains(options.compression.level) else {
+            throw SquashFSError.invalidOptions("compression \(options.compression) has a level out of range")
+        }
+        guard options.threads >= 1 else { throw SquashFSError.invalidOptions("threads must be at least 1") }
+        self.options = options
+    }
+
+    /// Writes `root` (a directory) to a new file at `path`, replacing any file there, reading file
+    /// data from `source`.
+    public func write(_ root: Node, source: some BlockSource, to path: String) throws -> SquashFSWriteResult {
+        let plan = try TreePlan(root: root)
+        let fd = try systemCall("open", path: path) {
+            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        }
+        defer { close(fd) }
+        var job = try ImageJob(options: options, plan: plan, fd: fd, display: path)
+        return try job.run(source: source)
+    }
+}
+
+/// The tree in inode order: what pass one learns before anything is written.
+struct TreePlan {
+    struct Inode {
+        /// The node holding the metadata and content (for a hardlink set, its first member).
+        var node: Node
+        /// The first name it was met under, relative to the root.
+        var path: [UInt8]
+        var nlink: UInt32
+        /// Directories: the parent's inode number (the root's is the inode count + 1, as mksquashfs does).
+        var parent: UInt32 = 0
+        /// Directories: the entries, sorted by name.
+        var children: [Node] = []
+        /// Regular files: the index into `files`.
+        var file: Int = -1
+    }
+
+    var inodes: [Inode] = []
+    /// Every node (hardlink entries too) to its inode's index (inode number - 1).
+    var indexOf: [ObjectIdentifier: Int] = [:]
+    /// Regular-file inodes, by index, in data order (which is inode order).
+    var files: [Int] = []
+
+    init(root: Node) throws {
+        guard case .directory(let rootDirectory) = root.content else {
+            throw SquashFSError.invalidTree("the root is not a directory")
+        }
+        struct Frame {
+            var node: Node
+            var path: [UInt8]
+            var children: [Node]
+            var next = 0
+            var subdirectories: UInt32 = 0
+        }
+        var frames = [Frame(node: root, path: [], children: try Self.sorted(rootDirectory, path: []))]
+        var seenDirectories: Set<ObjectIdentifier> = [ObjectIdentifier(root)]
+
+        func addName(_ holder: Node, name: Node, path: [UInt8]) {
+            let key = ObjectIdentifier(holder)
+            if let index = indexOf[key] {
+                inodes[index].nlink += 1
+                indexOf[ObjectIdentifier(name)] = index
+                return
+            }
+            let index = inodes.count
+            var inode = Inode(node: holder, path: path, nlink: 1)
+            if case .regular = holder.content {
+                inode.file = files.count
+                files.append(index)
+            }
+            inodes.append(inode)
+            indexOf[key] = index
+            indexOf[ObjectIdentifier(name)] = index
+        }
+
+        while let top = frames.indices.last {
+            if frames[top].next < frames[top].children.count {
+                let child = frames[top].children[frames[top].next]
+                frames[top].next += 1
+                let path = frames[top].path.isEmpty ? child.name : frames[top].path + [UInt8(ascii: "/")] + child.name
+                switch child.content {
+                case .directory(let directory):
+                    guard seenDirectories.insert(ObjectIdentifier(child)).inserted else {
+                        throw SquashFSError.invalidTree("/\(path.printable): a directory appears twice in the tree")
+                    }
+                    frames[top].subdirectories += 1
+                    frames.append(Frame(node: child, path: path, children: try Self.sorted(directory, path: path)))
+                case .hardlink(let target):
+                    addName(try Self.holder(of: target, in: root, path: path), name: child, path: path)
+                default:
+                    addName(child, name: child, path: path)
+                }
+            } else {
+                let frame = frames.removeLast()
+                let index = inodes.count
+                inodes.append(Inode(node: frame.node, path: frame.path, nlink: 2 + frame.subdirectories,
+                                    children: frame.children))
+                indexOf[ObjectIdentifier(frame.node)] = index
+                for child in frame.children {
+                    if case .directory = child.content { inodes[indexOf[ObjectIdentifier(child)]!].parent = UInt32(index + 1) }
+                }
+            }
+        }
+        inodes[inodes.count - 1].parent = UInt32(inodes.count + 1)
+    }
+
+    /// A directory's entries sorted by name bytes; throws on an invalid or repeated name.
+    static func sorted(_ directory: Directory, path: [UInt8]) throws -> [Node] {
+        let children = directory.children.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        for (index, child) in children.enumerated() {
+            guard isValidName(child.name) else {
+                throw SquashFSError.invalidTree("/\(path.printable): invalid entry name \(child.name.printable)")
+            }
+            if index > 0 && children[index - 1].name == child.name {
+                throw SquashFSError.invalidTree("/\(path.printable): two entries named \(child.name.printable)")
+            }
+        }
+        return children
+    }
+
+    /// The node a hardlink names, following further hardlinks.
+    static func holder(of target: [UInt8], in root: Node, path: [UInt8]) throws -> Node {
+        var next = target
+        for _ in 0..<64 {
+            guard let node = root.lookup(next), !next.isEmpty else {
+                throw SquashFSError.invalidTree("/\(path.printable): hardlink to /\(next.printable), which is not in the tree")
+            }
+            switch node.content {
+            case .hardlink(let further): next = further
+            case .directory: throw SquashFSError.invalidTree("/\(path.printable): hardlink to a directory")
+            default: return node
+            }
+        }
+        throw SquashFSError.invalidTree("/\(path.printable): hardlinks that form a cycle")
+    }
+}
+
+/// One write in progress: the output, the tables being built, the report.
+struct ImageJob {
+    let options: SquashFSOptions
+    let plan: TreePlan
+    let output: OutputFile
+    let compressor: Compressor
+    var superblock = Superblock()
+    var report = SquashFSReport()
+    var ids = IdTableWriter()
+    let xattrs: XattrTableWriter
+    var references: [MetadataReference] = []
+
+    init(options: SquashFSOptions, plan: TreePlan, fd: Int32, display: String) throws {
+        self.options = options
+        self.plan = plan
+        compressor = try Compressor(options.compression)
+        xattrs = XattrTableWriter(compressor: compressor)
+        output = OutputFile(fd: fd, display: display, offset: UInt64(Format.superblockSize))
+    }
+
+    mutating func run(source: some BlockSource) throws -> SquashFSWriteResult {
+        let spec = options.compression
+        superblock.modificationTime = options.modificationTime
+        superblock.blockSize = UInt32(options.blockSize)
+        superblock.blockLog = UInt16(options.blockSize.trailingZeroBitCount)
+        superblock.compressor = spec.codec.superblockId
+        superblock.inodeCount = UInt32(plan.inodes.count)
+        if spec.codec == .none {
+            superblock.flags |= Format.Flag.uncompressedInodes | Format.Flag.uncompressedData
+                | Format.Flag.uncompressedFragments | Format.Flag.uncompressedXattrs | Format.Flag.uncompressedIds
+        }
+        if let options = compressorOptions() {
+            superblock.flags |= Format.Flag.compressorOptions
+            var block = LittleEndianWriter()
+            block.u16(UInt16(options.count) | Format.metadataUncompressed)
+            block.append(options)
+            try output.append(block.bytes)
+        }
+
+        // Data and fragments.
+        let data = try DataWriter(output: output, spec: spec, blockSize: options.blockSize,
+                                  threads: options.threads, fileCount: plan.files.count)
+        defer { data.abandon() }
+        var firstWithContent: [ContentKey: Int] = [:]
+        var duplicateOf = [Int](repeating: -1, count: plan.files.count)
+        for (file, inodeIndex) in plan.files.enumerated() {
+            let inode = plan.inodes[inodeIndex]
+            guard case .regular(let regular) = inode.node.content, regular.size > 0 else { continue }
+            if options.deduplicate, let digest = regular.content {
+                let key = ContentKey(digest: digest, size: regular.size)
+                if let first = firstWithContent[key] {
+                    duplicateOf[file] = first
+                    continue
+                }
+                firstWithContent[key] = file
+            }
+            try data.add(index: file, file: regular, path: inode.path, source: source)
+        }
+        try data.finish()
+        if options.deduplicate { superblock.flags |= Format.Flag.duplicates }
+
+        // Inodes and directories, children before parents.
+        let inodeTable = MetadataWriter(compressor: compressor)
+        let directoryTable = MetadataWriter(compressor: compressor)
+        references.reserveCapacity(plan.inodes.count)
+        for index in plan.inodes.indices {
+            let layout: FileLayout? = plan.inodes[index].file >= 0
+                ? data.layouts[duplicateOf[plan.inodes[index].file] >= 0
+                    ? duplicateOf[plan.inodes[index].file] : plan.inodes[index].file]
+                : nil
+            let bytes = try encodeInode(index, layout: layout, directoryTable: directoryTable)
+            references.append(inodeTable.position)
+            try inodeTable.append(bytes)
+        }
+        try inodeTable.finish()
+        try directoryTable.finish()
+        let rootReference = references[references.count - 1]
+        superblock.rootInode = rootReference.raw
+
+        superblock.inodeTableStart = output.offset
+        try output.append(inodeTable.stored)
+        superblock.directoryTableStart = output.offset
+        try output.append(directoryTable.stored)
+
+        // Fragment table: u64 start, u32 size (bit 24: raw), u32 zero.
+        superblock.fragmentCount = UInt32(data.fragmentEntries.count)
+        if !data.fragmentEntries.isEmpty {
+            var entries = LittleEndianWriter(capacity: data.fragmentEntries.count * 16)
+            for entry in data.fragmentEntries {
+                entries.u64(entry.start)
+                entries.u32(entry.size)
+                entries.u32(0)
+            }
+            superblock.fragmentTableStart = try writeLookupTable(entries.bytes)
+        }
+
+        // Export table: the reference of inode n at index n - 1.
+        if options.exportTable {
+            var entries = LittleEndianWriter(capacity: references.count * 8)
+            for reference in references { entries.u64(reference.raw) }
+            superblock.exportTableStart = try writeLookupTable(entries.bytes)
+            superblock.flags |= Format.Flag.exportable
+        }
+
+        superblock.idCount = UInt16(ids.ids.count)
+        superblock.idTableStart = try writeLookupTable(ids.encoded())
+
+        // Xattrs: the pairs, the lookup table, then its header and index, which end the image.
+        if xattrs.count > 0 {
+            try xattrs.pairs.finish()
+            let pairsStart = output.offset
+            try output.append(xattrs.pairs.stored)
+            var table = try LookupTable(entries: xattrs.lookupEntries, compressor: compressor)
+            table.placed(at: output.offset)
+            try output.append(table.blocks)
+            superblock.xattrIdTableStart = output.offset
+            var header = LittleEndianWriter(capacity: 16)
+            header.u64(pairsStart)
+            header.u32(xattrs.count)
+            header.u32(0)
+            try output.append(header.bytes)
+            try output.append(table.index)
+        } else {
+            superblock.flags |= Format.Flag.noXattrs
+        }
+
+        try output.flush()
+        superblock.bytesUsed = output.offset
+        let fileSize = (output.offset + UInt64(Format.padding) - 1) / UInt64(Format.padding) * UInt64(Format.padding)
+        try output.write(superblock.encoded(), at: 0)
+        try systemCall("ftruncate", path: output.display) { ftruncate(output.fd, off_t(fileSize)) }
+        return SquashFSWriteResult(report: report, bytesUsed: superblock.bytesUsed, fileSize: fileSize,
+                                   inodeCount: plan.inodes.count, data: data.statistics)
+    }
+
+    /// The compressor options payload, when one is written.
+    private func compressorOptions() -> [UInt8]? {
+        let spec = options.compression
+        var out = LittleEndianWriter()
+        switch spec.codec {
+        case .lz4:
+            out.u32(1)  // the "legacy" LZ4 format, the only one
+            out.u32(spec.level == 1 ? 1 : 0)  // 1: high compression
+        case .zstd where spec.level != Format.zstdDefaultLevel:
+            out.u32(UInt32(spec.level))
+        case .gzip where spec.level != Format.gzipDefaultLevel:
+            out.u32(UInt32(spec.level))
+            out.u16(15)  // window bits
+            out.u16(0)  // default strategy
+        default:
+            return nil
+        }
+        return out.bytes
+    }
+
+    /// Writes a lookup table's blocks then its index; returns where the index starts.
+    private func writeLookupTable(_ entries: [UInt8]) throws -> UInt64 {
+        var table = try LookupTable(entries: entries, compressor: compressor)
+        table.placed(at: output.offset)
+        try output.append(table.blocks)
+        let start = output.offset
+        try output.append(table.index)
+        return start
+    }
+
+    // MARK: - Inodes
+
+    private mutating func encodeInode(_ index: Int, layout: FileLayout?, directoryTable: MetadataWriter) throws -> [UInt8] {
+        let inode = plan.inodes[index]
+        let metadata = inode.node.metadata
+        let path = inode.path
+        let time = metadata.mtime
+        var seconds = time.seconds
+        if time.nanoseconds != 0 { report.note(.subsecondMtime, path: path, detail: "mtime \(time)") }
+        if seconds < 0 {
+            report.note(.mtimeBefore1970, path: path, detail: "mtime \(time)")
+            seconds = 0
+        } else if seconds > Int64(UInt32.max) {
+            report.note(.mtimeAfter2106, path: path, detail: "mtime \(time)")
+            seconds = Int64(UInt32.max)
+        }
+        var kept: [Xattr] = []
+        for xattr in metadata.xattrs {
+            if XattrTableWriter.split(xattr.name) != nil {
+                kept.append(xattr)
+            } else {
+                report.note(.xattrNamespace, path: path, detail: xattr.name.printable)
+            }
+        }
+        let xattr = kept.isEmpty ? Format.noXattr : try xattrs.id(for: kept)
+        let hasXattrs = xattr != Format.noXattr
+
+        var header = InodeHeader(type: .directory, permissions: metadata.permissions & 0o7777,
+                                 uid: try ids.index(of: metadata.uid), gid: try ids.index(of: metadata.gid),
+                                 mtime: UInt32(seconds), number: UInt32(index + 1))
+        var out = LittleEndianWriter(capacity: 64)
+        let display = "/" + path.printable
+
+        switch inode.node.content {
+        case .directory:
+            var entries: [ListingEntry] = []
+            entries.reserveCapacity(inode.children.count)
+            for child in inode.children {
+                let childIndex = plan.indexOf[ObjectIdentifier(child)]!
+                entries.append(ListingEntry(name: child.name, number: UInt32(childIndex + 1),
+                                            reference: references[childIndex],
+                                            type: Self.basicType(of: plan.inodes[childIndex].node)))
+            }
+            let listing = try DirectoryListingWriter.write(entries, to: directoryTable)
+            let size = listing.size + Format.directorySizeBias
+            guard let block = UInt32(exactly: listing.start.block) else {
+                throw SquashFSError.invalidTree("the directory table exceeds 4 GiB")
+            }
+            if hasXattrs || size > Int(UInt16.max) || DirectoryListingWriter.isLarge(entries) {
+                guard listing.index.count <= Int(UInt16.max), let size32 = UInt32(exactly: size) else {
+                    throw SquashFSError.invalidTree("\(display): the directory is too large")
+                }
+                header.type = .extendedDirectory
+                header.encode(into: &out)
+                out.u32(inode.nlink)
+                out.u32(size32)
+                out.u32(block)
+                out.u32(inode.parent)
+                out.u16(UInt16(listing.index.count))
+                out.u16(UInt16(listing.start.offset))
+                out.u32(xattr)
+                for entry in listing.index {
+                    out.u32(entry.offset)
+                    out.u32(entry.block)
+                    out.u32(UInt32(entry.name.count - 1))
+                    out.append(entry.name)
+                }
+            } else {
+                header.type = .directory
+                header.encode(into: &out)
+                out.u32(block)
+                out.u32(inode.nlink)
+                out.u16(UInt16(size))
+                out.u16(UInt16(listing.start.offset))
+                out.u32(inode.parent)
+            }
+
+        case .regular(let file):
+            let layout = layout ?? FileLayout()
+            if hasXattrs || inode.nlink > 1 || layout.sparse > 0 || file.size > UInt64(UInt32.max)
+                || layout.start > UInt64(UInt32.max) {
+                header.type = .extendedFile
+                header.encode(into: &out)
+                out.u64(layout.start)
+                out.u64(file.size)
+                out.u64(layout.sparse)
+                out.u32(inode.nlink)
+                out.u32(layout.fragment)
+                out.u32(layout.fragmentOffset)
+                out.u32(xattr)
+            } else {
+                header.type = .file
+                header.encode(into: &out)
+                out.u32(UInt32(layout.start))
+                out.u32(layout.fragment)
+                out.u32(layout.fragmentOffset)
+                out.u32(UInt32(file.size))
+            }
+            for size in layout.sizes { out.u32(size) }
+
+        case .symlink(let target):
+            guard !target.isEmpty, target.count <= Limits.symlinkTargetLength, !target.contains(0) else {
+                throw SquashFSError.invalidTree("\(display): a symlink target of \(target.count) bytes")
+            }
+            header.type = hasXattrs ? .extendedSymlink : .symlink
+            header.encode(into: &out)
+            out.u32(inode.nlink)
+            out.u32(UInt32(target.count))
+            out.append(target)
+            if hasXattrs { out.u32(xattr) }
+
+        case .device(let major, let minor):
+            let type: InodeType
+            switch metadata.kind {
+            case .characterDevice: type = .characterDevice
+            case .blockDevice: type = .blockDevice
+            default: throw SquashFSError.invalidTree("\(display): device numbers on a \(metadata.kind)")
+            }
+            if !DeviceNumber.fits(major: major, minor: minor) {
+                report.note(.deviceNumber, path: path, detail: "device \(major):\(minor)")
+            }
+            header.type = hasXattrs ? type.extended : type
+            header.encode(into: &out)
+            out.u32(inode.nlink)
+            out.u32(DeviceNumber.encode(major: major, minor: minor))
+            if hasXattrs { out.u32(xattr) }
+
+        case .none:
+            let type: InodeType
+            switch metadata.kind {
+            case .fifo: type = .fifo
+            case .socket: type = .socket
+            default: throw SquashFSError.invalidTree("\(display): a \(metadata.kind) without content")
+            }
+            header.type = hasXattrs ? type.extended : type
+            header.encode(into: &out)
+            out.u32(inode.nlink)
+            if hasXattrs { out.u32(xattr) }
+
+        case .hardlink:
+            preconditionFailure("hardlinks are resolved to their holder in the plan")
+        }
+        return out.bytes
+    }
+
+    private static func basicType(of node: Node) -> InodeType {
+        switch node.content {
+        case .directory: .directory
+        case .regular: .file
+        case .symlink: .symlink
+        case .device: node.metadata.kind == .blockDevice ? .blockDevice : .characterDevice
+        case .none: node.metadata.kind == .socket ? .socket : .fifo
+        case .hardlink: preconditionFailure("hardlinks are resolved to their holder in the plan")
+        }
+    }
+}
+
+private struct ContentKey: Hashable {
+    var digest: Digest
+    var size: UInt64
+}
