@@ -78,10 +78,12 @@ struct HostileImageTests {
         let tablesStart = u64(64), bytesUsed = u64(40)
         var random = SplitMix64(state: compression == "none" ? 1 : 2)
         var thrown = 0, read = 0
-        for round in 0..<300 {
+        // SQUASHFS_FUZZ_ROUNDS=N runs a longer campaign.
+        let rounds = Int(ProcessInfo.processInfo.environment["SQUASHFS_FUZZ_ROUNDS"] ?? "") ?? 300
+        for round in 0..<rounds {
             var mutated = bytes
             for _ in 0..<Int.random(in: 1...4, using: &random) {
-                let region = Int.random(in: 0..<10, using: &random)
+                let region = Int.random(in: 0..<10, using: &random)  // 1 in 10 in the superblock
                 let offset = region == 0 ? Int.random(in: 0..<96, using: &random)
                     : Int.random(in: tablesStart..<bytesUsed, using: &random)
                 if Bool.random(using: &random) {
@@ -100,7 +102,8 @@ struct HostileImageTests {
                 Issue.record("round \(round): not a SquashFSError: \(error)")
             }
         }
-        #expect(thrown > 150, "most mutations of the tables are caught: \(thrown) thrown, \(read) read")
+        print("\(compression): \(thrown) mutated images rejected, \(read) read")
+        #expect(thrown > rounds / 2, "most mutations of the tables are caught: \(thrown) thrown, \(read) read")
     }
 
     /// A directory whose listing is its parent's: the reader meets a directory twice and stops.
