@@ -18,7 +18,8 @@ The test oracle: standard library only, it shares no code with lstore. Each line
   link     for an inode with two or more names inside the manifest: the first of those names in
            sorted order, so two trees with the same hardlink structure print the same lines
 
-Directory sizes and link counts are not printed: they differ between filesystems. Symlinks are
+A filesystem that does not support xattrs (listxattr fails with EOPNOTSUPP, as on a squashfs image
+without an xattr table) has none. Directory sizes and link counts are not printed: they differ between filesystems. Symlinks are
 never followed. --exclude PREFIX (repeatable) leaves out a relative path and everything below it.
 
 usage: manifest.py [--mtime-seconds] [--xattr-namespaces user,trusted,security]

@@ -29,6 +29,14 @@ public struct DataStatistics: Sendable, Equatable {
     public var fragments = 0
     /// Data and fragment blocks stored uncompressed because compression did not make them smaller.
     public var uncompressed = 0
+    /// Files found to hold the same bytes as an earlier file, sharing its data.
+    public var duplicates = 0
+}
+
+struct ContentFingerprint: Hashable {
+    var high: UInt64
+    var low: UInt64
+    var size: UInt64
 }
 
 /// Writes the data area: every full block of every file in order, and the fragment blocks that
@@ -100,6 +108,9 @@ final class DataWriter {
     /// Fragment blocks sealed while a file's blocks were being queued: they join the queue at the
     /// next file boundary, since nothing may come between the blocks of one file.
     private var sealedWaiting: [Job] = []
+    /// Files read as raw blocks, by content hash and size: the candidates for deduplication.
+    private var contentIndex: [ContentFingerprint: (index: Int, file: RegularFile, path: [UInt8])] = [:]
+    private let hasher = XXH3.Hasher128()
 
     init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int) throws {
         self.output = output
@@ -111,14 +122,24 @@ final class DataWriter {
         }
     }
 
-    /// Reads file number `index` from `source` and queues its blocks.
-    func add(index: Int, file: RegularFile, path: [UInt8], source: some BlockSource) throws {
+    /// Reads file number `index` from `source` and queues its blocks. Returns the number of an
+    /// earlier file with the same bytes when `deduplicate` found one: this file's blocks are then
+    /// not queued, and its inode is to share that file's data.
+    ///
+    /// Deduplication covers files read as raw blocks (no holes, nothing stored) whose blocks are
+    /// all still in the batch being assembled: their XXH3-128 and size find a candidate, and the
+    /// candidate is read again and compared byte for byte.
+    func add(index: Int, file: RegularFile, path: [UInt8], source: some BlockSource,
+             deduplicate: Bool) throws -> Int? {
         let block = UInt64(blockSize)
         let fullBlocks = file.size / block
         let tailLength = Int(file.size % block)
         let total = fullBlocks + (tailLength > 0 ? 1 : 0)
-        guard total > 0 else { return }
+        guard total > 0 else { return nil }
         queueSealedFragments()
+        let firstJob = assembling.count, firstBatch = batchCount
+        var hashable = deduplicate
+        if hashable { hasher.reset() }
         layouts[index].sizes.reserveCapacity(Int(fullBlocks))
         var delivered: UInt64 = 0
         try source.forEachBlock(of: file, path: path, blockSize: blockSize) { piece in
@@ -132,16 +153,19 @@ final class DataWriter {
                 guard !isTail else {
                     throw SquashFSError.badSource("/\(path.printable): a hole for the last, partial block")
                 }
+                hashable = false
             case .raw(let bytes):
                 guard bytes.count == expected else {
                     throw SquashFSError.badSource(
                         "/\(path.printable): block \(delivered) has \(bytes.count) bytes, expected \(expected)")
                 }
+                if hashable { bytes.withUnsafeBytes { hasher.update($0) } }
             case .stored(let stored):
                 guard stored.rawLength == expected, stored.bytes.count <= 2 * blockSize + 4096 else {
                     throw SquashFSError.badSource(
                         "/\(path.printable): block \(delivered) holds \(stored.rawLength) bytes, expected \(expected)")
                 }
+                hashable = false
             }
             delivered += 1
             try enqueue(isTail ? .tail(file: index, piece, length: tailLength) : .block(file: index, piece))
@@ -149,6 +173,42 @@ final class DataWriter {
         guard delivered == total else {
             throw SquashFSError.badSource("/\(path.printable): \(delivered) block(s) of the \(total) of a \(file.size)-byte file")
         }
+        guard hashable, batchCount == firstBatch else { return nil }
+        let hash = hasher.finalize()
+        let key = ContentFingerprint(high: hash.high, low: hash.low, size: file.size)
+        guard let earlier = contentIndex[key] else {
+            contentIndex[key] = (index, file, path)
+            return nil
+        }
+        guard try sameBytes(earlier.file, path: earlier.path, as: assembling[firstJob...], source: source) else {
+            return nil
+        }
+        for job in assembling[firstJob...] { assemblingCost -= job.cost }
+        assembling.removeSubrange(firstJob...)
+        layouts[index] = FileLayout()
+        statistics.duplicates += 1
+        return earlier.index
+    }
+
+    /// Whether `file` as `source` delivers it holds exactly the bytes of `jobs` (raw blocks).
+    private func sameBytes(_ file: RegularFile, path: [UInt8], as jobs: ArraySlice<Job>,
+                           source: some BlockSource) throws -> Bool {
+        var next = jobs.startIndex
+        var same = true
+        try source.forEachBlock(of: file, path: path, blockSize: blockSize) { piece in
+            guard same, next < jobs.endIndex else {
+                same = false
+                return
+            }
+            switch (piece, jobs[next]) {
+            case (.raw(let a), .block(_, .raw(let b))), (.raw(let a), .tail(_, .raw(let b), _)):
+                same = a == b
+            default:
+                same = false
+            }
+            next += 1
+        }
+        return same && next == jobs.endIndex
     }
 
     /// Writes everything still queued and the last fragment block.
@@ -385,4 +445,9 @@ func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         i += 1
     }
     return true
+}
+
+extension DataWriter {
+    /// Counts a file the caller found to duplicate another (by content digest).
+    func countDuplicate() { statistics.duplicates += 1 }
 }

@@ -32,7 +32,7 @@ extension SquashFSImage {
         }
         var entries = 1
         var seenDirectories: Set<MetadataReference> = [rootReference]
-        var holders: [MetadataReference: [UInt8]] = [:]
+        var holders: [MetadataReference: (path: [UInt8], type: InodeType)] = [:]
         var referenceOfNumber: [UInt32: MetadataReference] = [rootInode.number: rootReference]
 
         let root = Node(name: [], metadata: try metadata(of: rootInode), content: .none)
@@ -67,8 +67,11 @@ extension SquashFSImage {
             }
             referenceOfNumber[entry.number] = entry.reference
             if entry.type != .directory, let first = holders[entry.reference] {
+                guard first.type == entry.type else {
+                    throw SquashFSError.corrupt("/\(pending.path.printable): the entry does not match its inode")
+                }
                 pending.node.metadata = Metadata(kind: kind(of: entry.type), permissions: 0)
-                pending.node.content = .hardlink(path: first)
+                pending.node.content = .hardlink(path: first.path)
                 continue
             }
             let inode = try readInode(entry.reference)
@@ -95,7 +98,7 @@ extension SquashFSImage {
             default:
                 pending.node.content = .none
             }
-            holders[entry.reference] = pending.path
+            holders[entry.reference] = (pending.path, entry.type)
         }
         return root
     }
@@ -138,6 +141,9 @@ extension SquashFSImage {
                 read += 8
                 guard let type = InodeType(rawValue: rawType), !type.isExtended else {
                     throw SquashFSError.corrupt("\(what): entry type \(rawType)")
+                }
+                guard entries.count < limits.entries else {
+                    throw SquashFSError.corrupt("\(what): more than \(limits.entries) entries (the reader's limit)")
                 }
                 guard nameSize <= Limits.nameLength, length - read >= nameSize else {
                     throw SquashFSError.corrupt("\(what): a name of \(nameSize) bytes")

@@ -17,7 +17,8 @@ public struct SquashFSOptions: Sendable {
     public var threads: Int
     /// Write the export table (inode number to inode), which NFS export needs.
     public var exportTable: Bool
-    /// Files with the same `RegularFile.content` digest and size share their data.
+    /// Files with the same data share it: by `RegularFile.content` digest and size when the tree
+    /// has digests (a store), else for files read as raw blocks by hash, then byte for byte.
     public var deduplicate: Bool
 
     public init(compression: CompressionSpec, blockSize: Int = 128 << 10, modificationTime: UInt32 = 0,
@@ -249,11 +250,15 @@ struct ImageJob {
                 let key = ContentKey(digest: digest, size: regular.size)
                 if let first = firstWithContent[key] {
                     duplicateOf[file] = first
+                    data.countDuplicate()
                     continue
                 }
                 firstWithContent[key] = file
             }
-            try data.add(index: file, file: regular, path: inode.path, source: source)
+            if let earlier = try data.add(index: file, file: regular, path: inode.path, source: source,
+                                          deduplicate: options.deduplicate) {
+                duplicateOf[file] = earlier
+            }
         }
         try data.finish()
         if options.deduplicate { superblock.flags |= Format.Flag.duplicates }

@@ -39,6 +39,9 @@ func mksquashfs(_ tree: String, to image: String, compression: String, blockSize
     case .xz: codec = ["-comp", "xz"]
     case .none: codec = ["-comp", "gzip", "-noI", "-noD", "-noF", "-noX"]
     }
+    // mksquashfs finds hardlinks by comparing whole stat structures, atime included, and reading
+    // a symlink may update its atime between the lstat of its two names: read them all first.
+    try sh("find \(tree) -type l -exec readlink {} + > /dev/null")
     let arguments = [tree, image, "-noappend", "-no-progress", "-quiet", "-b", "\(blockSize)", "-processors", "2"]
         + codec + exclude.flatMap { ["-e", $0] }
     let result = try run("mksquashfs", arguments)

@@ -19,6 +19,7 @@ struct MatrixTests {
         let ours = scratch.sub("ours.sfs"), theirs = scratch.sub("mksquashfs.sfs")
         let result = try writeImage(tree, to: ours, compression: compression, blockSize: blockSize)
         #expect(result.report.isEmpty, "the tree has nothing squashfs cannot hold: \(result.report)")
+        #expect(result.data.duplicates == 1, "data/same-b shares the data of data/same-a")
         try mksquashfs(tree, to: theirs, compression: compression, blockSize: blockSize)
 
         let mounted = try kernelManifest(ours, scratch: scratch)
