@@ -68,7 +68,9 @@ losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l";
 if [ -e /var/lib/lstore-test/written ]; then say "leftover=present $(cat /var/lib/lstore-test/written)"; else say leftover=absent; fi
 mkdir -p /var/lib/lstore-test && echo "$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/lstore-test/written && sync && say wrote=ok
 say "uptime=$(cut -d' ' -f1 /proc/uptime)"
-say "analyze=$(systemd-analyze time 2>/dev/null | head -n1)"
+# Monotonic microseconds: when systemd started in the new root, when multi-user was reached.
+say "userspace-start-us=$(systemctl show -P UserspaceTimestampMonotonic)"
+say "multi-user-us=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)"
 say end
 systemctl --no-block poweroff
 EOS

@@ -80,7 +80,10 @@ for applet in $(/bin/busybox --list); do
 done
 add_binary switch_root
 add_file "$here/init" /init 755
-printf 'HOOKS="lstore"\nMODULES=""\n' >"$BUILDROOT/config"
+# The user's part of mkinitcpio.conf: no udev hook here, so the disk drivers are loaded through
+# MODULES; ext4 stands in for the filesystems hook (lstore.device and lstore.persist disks).
+printf 'HOOKS="lstore"\nMODULES="virtio_pci virtio_blk ext4"\n' >"$BUILDROOT/config"
+add_module ext4
 
 # lstore's install hook, as mkinitcpio would run it.
 hookdir=$repo/hooks/initcpio
