@@ -131,6 +131,8 @@ lstore_resolve() {
 		*) return 1 ;;
 		esac
 		if [ -n "$_lstore_dev" ] && [ -b "$_lstore_dev" ]; then
+			# The kernel name (/dev/vdc, not /dev/disk/by-label/...), for the mount table.
+			_lstore_dev=$(readlink -f "$_lstore_dev" 2>/dev/null || printf '%s\n' "$_lstore_dev")
 			printf '%s\n' "$_lstore_dev"
 			return 0
 		fi

@@ -26,7 +26,7 @@ install() {
         lib=${LSTORE_LIB:-/usr/lib/lstore/lstore-lib.sh}
     fi
     inst_simple "$lib" /usr/lib/lstore/lstore-lib.sh
-    inst_multiple mount umount losetup blkid dd od cp sed grep mkdir rmdir sleep modprobe
+    inst_multiple mount umount losetup blkid dd od cp sed grep mkdir rmdir sleep modprobe readlink
     inst_hook cmdline 90 "$moddir/lstore-cmdline.sh"
     inst_hook mount 10 "$moddir/lstore-mount.sh"
 }
