@@ -165,7 +165,7 @@ build_dracut() {
 boot() {
 	local kind=$1 name=$2 disk=$3 append=$4
 	local logf=$WORK/logs/$name.log start t0=$SECONDS pid
-	rm -f "$logf"
+	: >"$logf"
 	start=$(date +%s.%N)
 	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
 		-kernel "$KERNEL" -initrd "$WORK/initrd-$kind.img" \

@@ -23,14 +23,23 @@ lstore_msg() {
 # shell is left, the error is printed again and the shell started again; a half-mounted root is
 # never handed to init.
 lstore_fail() {
+	_lstore_con=${LSTORE_CONSOLE:-/dev/console}
 	while :; do
 		# The one line, on the console (or on stderr when there is no console to write to),
 		# unless the glue's lstore_emergency prints its argument itself.
-		[ "${LSTORE_EMERGENCY_PRINTS:-0}" = 1 ] || { printf 'lstore: ERROR: %s\n' "$*" >/dev/console; } 2>/dev/null || printf 'lstore: ERROR: %s\n' "$*" >&2
-		if command -v lstore_emergency >/dev/null 2>&1; then
-			lstore_emergency "lstore: ERROR: $*" </dev/console >/dev/console 2>&1
+		[ "${LSTORE_EMERGENCY_PRINTS:-0}" = 1 ] ||
+			{ printf 'lstore: ERROR: %s\n' "$*" >>"$_lstore_con"; } 2>/dev/null ||
+			printf 'lstore: ERROR: %s\n' "$*" >&2
+		if ! command -v lstore_emergency >/dev/null 2>&1; then
+			lstore_emergency() {
+				/bin/sh -i
+			}
+		fi
+		if { : <"$_lstore_con"; } 2>/dev/null; then
+			# shellcheck disable=SC2094 # a terminal, read and written
+			lstore_emergency "lstore: ERROR: $*" <"$_lstore_con" >>"$_lstore_con" 2>&1
 		else
-			/bin/sh -i </dev/console >/dev/console 2>&1
+			lstore_emergency "lstore: ERROR: $*"
 		fi
 	done
 }
@@ -115,7 +124,7 @@ lstore_parse_cmdline() {
 # LSTORE_TIMEOUT seconds for it to appear; returns 1 if it never does.
 lstore_resolve() {
 	_lstore_spec=$1
-	_lstore_left=$LSTORE_TIMEOUT
+	_lstore_left=${LSTORE_TIMEOUT:-30}
 	while :; do
 		_lstore_dev=
 		case $_lstore_spec in
@@ -171,7 +180,7 @@ lstore_spec_ok() {
 # _lstore_mount_dev SPEC DIR OPTS WHAT: resolves SPEC and mounts it on DIR with OPTS.
 _lstore_mount_dev() {
 	lstore_spec_ok "$1" || lstore_fail "$4 '$1' is not /dev/..., UUID=... or LABEL=..."
-	_lstore_d=$(lstore_resolve "$1") || lstore_fail "$4 '$1' did not appear within ${LSTORE_TIMEOUT}s"
+	_lstore_d=$(lstore_resolve "$1") || lstore_fail "$4 '$1' did not appear within ${LSTORE_TIMEOUT:-30}s"
 	_lstore_t=$(_lstore_fstype "$_lstore_d")
 	[ -n "$_lstore_t" ] && modprobe -q "$_lstore_t" 2>/dev/null
 	mkdir -p "$2"
@@ -231,7 +240,7 @@ lstore_mount_root() {
 			[ -f "$_lstore_src" ] || lstore_fail "image '$_lstore_img' not found on lstore.device=$LSTORE_DEVICE"
 		else
 			lstore_spec_ok "$_lstore_img" || lstore_fail "image '$_lstore_img' must be a block device (/dev/..., UUID=..., LABEL=...) when lstore.device is not given"
-			_lstore_src=$(lstore_resolve "$_lstore_img") || lstore_fail "image device '$_lstore_img' did not appear within ${LSTORE_TIMEOUT}s"
+			_lstore_src=$(lstore_resolve "$_lstore_img") || lstore_fail "image device '$_lstore_img' did not appear within ${LSTORE_TIMEOUT:-30}s"
 		fi
 		_lstore_is_squashfs "$_lstore_src" || lstore_fail "image '$_lstore_img' is not a squashfs image"
 		_lstore_srcs="$_lstore_srcs$_lstore_src$LSTORE_NL"

@@ -89,7 +89,7 @@ add_module ext4
 hookdir=$repo/hooks/initcpio
 hookname=lstore
 export LSTORE_LIB=$repo/hooks/common/lstore-lib.sh
-# shellcheck source=../../../hooks/initcpio/install/lstore
+# shellcheck source=SCRIPTDIR/../../../hooks/initcpio/install/lstore
 . "$hookdir/install/$hookname"
 build
 
