@@ -4,7 +4,8 @@
 #   initcpio  a busybox initramfs reproducing mkinitcpio's /init contract, built by running
 #             hooks/initcpio/install/lstore (Tests/boot/initcpio/)
 #   itools    Debian's mkinitramfs with hooks/initramfs-tools (in a chroot of the boot rootfs)
-#   dracut    dracut --add lstore with hooks/dracut/90lstore (in another chroot)
+#   dracut    dracut --add lstore with hooks/dracut/90lstore (in another chroot): systemd initramfs
+#   dracutsh  the same without systemd (dracut's shell init) and with dash as /bin/sh
 # Cases (each boot prints LSTORE-CHECK lines from a service ordered after multi-user.target):
 #   basic     lstore.image=/dev/vdb (a raw squashfs disk), booted twice: / is overlay, lower our
 #             squashfs, upper tmpfs, multi-user reached, the file boot 1 wrote is gone in boot 2
@@ -13,7 +14,9 @@
 #             disk; the child is an overlayfs-style diff (a whiteout deletes a base file)
 #   persist   lstore.persist=LABEL=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
-#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, and systemd never starts
+#   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
+#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, and the image's init never starts
+#   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
 # Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-t SECONDS]
 # Prints one PASS/FAIL line per case and kind; exits non-zero when any failed.
 set -euo pipefail
@@ -23,7 +26,7 @@ CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
 KINDS=initcpio,itools,dracut
-CASES=basic,copytoram,stacked,persist,error
+CASES=basic,copytoram,stacked,persist,persistall,error,badimage
 TIMEOUT=420
 while getopts k:c:t: opt; do
 	case $opt in
@@ -71,6 +74,7 @@ say "uptime=$(cut -d' ' -f1 /proc/uptime)"
 # Monotonic microseconds: when systemd started in the new root, when multi-user was reached.
 say "userspace-start-us=$(systemctl show -P UserspaceTimestampMonotonic)"
 say "multi-user-us=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)"
+say "bootid=$(cat /proc/sys/kernel/random/boot_id)"
 say end
 systemctl --no-block poweroff
 EOS
@@ -155,6 +159,16 @@ build_dracut() {
 	mv "$c/tmp/initrd-dracut.img" "$WORK/initrd-dracut.img"
 }
 
+# dracut's own shell init instead of systemd, with dash as /bin/sh.
+build_dracutsh() {
+	"$HERE/prepare.sh" chroot-dracut
+	local c=$CACHE/chroot-dracut
+	"$REPO/hooks/install.sh" "$c" dracut
+	in_chroot dracut dracut --quiet --force --no-hostonly --kver "$KVER" \
+		--omit "systemd systemd-initrd dracut-systemd bash" --add "dash lstore" /tmp/initrd-dracutsh.img
+	mv "$c/tmp/initrd-dracutsh.img" "$WORK/initrd-dracutsh.img"
+}
+
 # ---------------------------------------------------------------- booting
 
 # boot KIND NAME DISK APPEND: one boot, with DISK (a copy of the empty ext4 scratch disk) as
@@ -226,12 +240,28 @@ check() {
 }
 
 # The checks every successful boot must pass: the overlay root over our squashfs and a tmpfs.
-check_root() { # NAME LOWERDIR [LEFTOVER]
-	local name=$1 lower=$2 leftover=${3:-absent}
+check_root() { # NAME LOWERDIR [LEFTOVER [UPPER-BASE]]
+	local name=$1 lower=$2 leftover=${3:-absent} upper=${4:-/run/lstore/overlay}
 	check "$name" 'begin' 'end' 'multi-user=active' "marker=lstore-marker-$TOKEN" \
-		"root=lstore overlay .*lowerdir=$lower,upperdir=/run/lstore/overlay/upper,workdir=/run/lstore/overlay/work" \
-		'mount=/run/lstore/overlay lstore-overlay tmpfs ' \
+		"root=lstore overlay .*lowerdir=$lower,upperdir=$upper/upper,workdir=$upper/work" \
 		"leftover=$leftover" 'wrote=ok'
+	if [[ $upper == /run/lstore/overlay ]]; then
+		check "$name" 'mount=/run/lstore/overlay lstore-overlay tmpfs '
+	else
+		check "$name" '!mount=/run/lstore/overlay '
+	fi
+}
+
+# value NAME KEY: the value of the LSTORE-CHECK line KEY=... in NAME's log.
+value() {
+	sed -n "s/^.*LSTORE-CHECK: $2=//p" "$WORK/logs/$1.log" | head -n1
+}
+
+# timing NAME: the guest's own clock for one boot: when the initramfs handed over to systemd in the
+# image, and when multi-user.target was reached.
+timing() {
+	awk -v u="$(value "$1" userspace-start-us)" -v m="$(value "$1" multi-user-us)" \
+		'BEGIN { if (u != "" && m != "") printf "; guest: root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
 }
 
 report() { # KIND CASE SECONDS-TEXT
@@ -259,7 +289,7 @@ case_basic() {
 		check_root "$kind-basic-$n" /run/lstore/layers/0
 		check "$kind-basic-$n" 'mount=/run/lstore/layers/0 /dev/vdb squashfs ro'
 	done
-	report "$kind" basic "boots ${t1}s, ${t2}s"
+	report "$kind" basic "boots ${t1}s, ${t2}s$(timing "$kind-basic-1")"
 }
 
 case_copytoram() {
@@ -268,18 +298,18 @@ case_copytoram() {
 	check_root "$kind-copytoram" /run/lstore/layers/0
 	check "$kind-copytoram" 'mount=/run/lstore/ram lstore-ram tmpfs ' \
 		'mount=/run/lstore/layers/0 /dev/loop[0-9]+ squashfs ro' 'loop=/dev/loop[0-9]+ /run/lstore/ram/0.sfs'
-	report "$kind" copytoram "boot ${BOOT_SECS}s"
+	report "$kind" copytoram "boot ${BOOT_SECS}s$(timing "$kind-copytoram")"
 }
 
 case_stacked() {
 	local kind=$1
-	boot "$kind" "$kind-stacked" "$(fresh_disk "$kind-stacked")" "boot=lstore lstore.device=LABEL=LSTOREIMG lstore.image=/images/base.sfs:/images/child.sfs"
+	boot "$kind" "$kind-stacked" "$(fresh_disk "$kind-stacked")" "boot=lstore lstore.device=LABEL=LSTOREIMG lstore.image=/images/base.sfs:images/child.sfs lstore.overlay_size=256M"
 	check_root "$kind-stacked" /run/lstore/layers/1:/run/lstore/layers/0
 	check "$kind-stacked" "child=lstore-child-$TOKEN" 'whiteout-target=absent' \
-		'mount=/run/lstore/device /dev/vdc ext4 ro' \
+		'mount=/run/lstore/device /dev/vdc ext4 ro' 'mount=/run/lstore/overlay lstore-overlay tmpfs rw,relatime,size=262144k' \
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/base.sfs' \
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/child.sfs'
-	report "$kind" stacked "boot ${BOOT_SECS}s"
+	report "$kind" stacked "boot ${BOOT_SECS}s$(timing "$kind-stacked")"
 }
 
 case_persist() {
@@ -291,7 +321,8 @@ case_persist() {
 		if [[ $n == 1 ]]; then
 			check_root "$kind-persist-$n" /run/lstore/layers/0
 		else
-			check_root "$kind-persist-$n" /run/lstore/layers/0 present
+			# The file boot 1 wrote, with boot 1's boot id.
+			check_root "$kind-persist-$n" /run/lstore/layers/0 "present $(value "$kind-persist-1" bootid)\$"
 		fi
 		check "$kind-persist-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw' \
 			'mount=/var/lib/lstore-test /dev/vda\[/state/var/lib/lstore-test\] ext4 rw'
@@ -299,21 +330,47 @@ case_persist() {
 	report "$kind" persist "boots ${t1}s, ${t2}s"
 }
 
-case_error() {
-	local kind=$1 name=$1-error
-	boot "$kind" "$name" "$(fresh_disk "$name")" "boot=lstore lstore.image=/dev/vdz lstore.timeout=2"
-	local n
+# Whole-system persistence: lstore.persist without persist_paths puts the upper layer on the disk.
+case_persistall() {
+	local kind=$1 n t1 t2 disk
+	disk=$(fresh_disk "$kind-persistall")
+	for n in 1 2; do
+		boot "$kind" "$kind-persistall-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=LABEL=LSTOREPERSIST"
+		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
+		if [[ $n == 1 ]]; then
+			check_root "$kind-persistall-$n" /run/lstore/layers/0 absent /run/lstore/persist/lstore
+		else
+			check_root "$kind-persistall-$n" /run/lstore/layers/0 "present $(value "$kind-persistall-1" bootid)\$" /run/lstore/persist/lstore
+		fi
+		check "$kind-persistall-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw'
+	done
+	report "$kind" persistall "boots ${t1}s, ${t2}s"
+}
+
+# error_boot KIND CASE APPEND EXPECTED-LINE: the boot stops at one lstore error line.
+error_boot() {
+	local kind=$1 name=$1-$2 append=$3 line=$4 n
+	boot "$kind" "$name" "$(fresh_disk "$name")" "$append"
 	n=$(grep -c 'lstore: ERROR:' "$WORK/logs/$name.log" || true)
 	[[ $BOOT_STATUS == error ]] || CHECK_FAILED+=("$name: no lstore error line (status $BOOT_STATUS)")
-	grep -q "lstore: ERROR: image device '/dev/vdz' did not appear within 2s" "$WORK/logs/$name.log" ||
-		CHECK_FAILED+=("$name: not the expected error line")
+	grep -qF "lstore: ERROR: $line" "$WORK/logs/$name.log" || CHECK_FAILED+=("$name: not the line 'lstore: ERROR: $line'")
 	((n <= 1)) || CHECK_FAILED+=("$name: $n error lines, not one")
 	# Neither the switch to the image's root nor its init: the initramfs' own systemd (dracut)
 	# may run, the image's may not.
 	if grep -qE 'LSTORE-CHECK|switch-root.service|Multi-User System|Switching root' "$WORK/logs/$name.log"; then
 		CHECK_FAILED+=("$name: the system booted on")
 	fi
-	report "$kind" error "error after ${BOOT_SECS}s"
+	report "$kind" "$2" "error after ${BOOT_SECS}s"
+}
+
+case_error() {
+	error_boot "$1" error "boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
+		"image device '/dev/vdz' did not appear within 2s"
+}
+
+case_badimage() {
+	error_boot "$1" badimage "boot=lstore lstore.image=/dev/vda" \
+		"image '/dev/vda' is not a squashfs image"
 }
 
 # ---------------------------------------------------------------- main
