@@ -5,7 +5,7 @@ APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzm
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng
 CHAIN ?= /var/tmp/lstore-chain
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench boot-check boot-test clean
 
 all: build
 
@@ -38,6 +38,17 @@ demo: release
 # The store benchmark against mksquashfs, ostree, casync, restic and borg on the Debian chain.
 bench: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/store-bench.sh $(CHAIN)
+
+# The boot hooks: lint, and the library's unit tests under dash, busybox sh and bash (seconds).
+boot-check:
+	@for p in shellcheck dash busybox-static squashfs-tools; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	Tests/boot/lib-test.sh
+
+# Boots a Debian systemd image in qemu through mkinitcpio-style, initramfs-tools and dracut
+# initramfs images with the hooks (root; about 15 minutes, more the first time).
+boot-test:
+	Tests/boot/boot-test.sh
 
 clean:
 	rm -rf .build

@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# Boots a Debian systemd root filesystem from a squashfs image through lstore's boot hooks, in
+# qemu (TCG), with three kinds of initramfs, and proves from the serial console what happened:
+#   initcpio  a busybox initramfs reproducing mkinitcpio's /init contract, built by running
+#             hooks/initcpio/install/lstore (Tests/boot/initcpio/)
+#   itools    Debian's mkinitramfs with hooks/initramfs-tools (in a chroot of the boot rootfs)
+#   dracut    dracut --add lstore with hooks/dracut/90lstore (in another chroot): systemd initramfs
+#   dracutsh  the same without systemd (dracut's shell init) and with dash as /bin/sh
+# Cases (each boot prints LSTORE-CHECK lines from a service ordered after multi-user.target):
+#   basic     lstore.image=/dev/vdb (a raw squashfs disk), booted twice: / is overlay, lower our
+#             squashfs, upper tmpfs, multi-user reached, the file boot 1 wrote is gone in boot 2
+#   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy
+#   stacked   lstore.device=LABEL=... lstore.image=/images/base.sfs:/images/child.sfs on an ext4
+#             disk; the child is an overlayfs-style diff (a whiteout deletes a base file)
+#   persist   lstore.persist=LABEL=...:state lstore.persist_paths=/var/lib/lstore-test, booted
+#             twice: the file boot 1 wrote under the persistent path is there in boot 2
+#   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
+#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, and the image's init never starts
+#   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
+# Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-t SECONDS]
+# Prints one PASS/FAIL line per case and kind; exits non-zero when any failed.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
+ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
+WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
+KINDS=initcpio,itools,dracut
+CASES=basic,copytoram,stacked,persist,persistall,error,badimage
+TIMEOUT=420
+while getopts k:c:t: opt; do
+	case $opt in
+	k) KINDS=$OPTARG ;;
+	c) CASES=$OPTARG ;;
+	t) TIMEOUT=$OPTARG ;;
+	*) exit 2 ;;
+	esac
+done
+export LSTORE_BOOT_CACHE=$CACHE LSTORE_BOOT_ROOTFS=$ROOTFS
+
+log() { printf '%s boot-test: %s\n' "$(date +%T)" "$*" >&2; }
+
+"$HERE/prepare.sh" host
+"$HERE/prepare.sh" kernel
+KVER=$(cat "$CACHE/kernel.ready")
+KERNEL=$CACHE/kroot/boot/vmlinuz-$KVER
+mkdir -p "$WORK/logs"
+RESULTS=$WORK/results.txt
+: >"$RESULTS"
+TOKEN=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# ---------------------------------------------------------------- images
+
+# The check service: runs once multi-user.target is active, prints what the test needs on the
+# serial console and powers the machine off.
+write_check_service() {
+	local r=$1
+	mkdir -p "$r/usr/local/sbin" "$r/etc/systemd/system/multi-user.target.wants"
+	cat >"$r/usr/local/sbin/lstore-boot-check" <<'EOS'
+#!/bin/sh
+say() { printf 'LSTORE-CHECK: %s\n' "$*"; }
+say begin
+say multi-user=$(systemctl is-active multi-user.target)
+say system=$(systemctl is-system-running)
+say marker=$(cat /etc/lstore-boot-marker 2>/dev/null || echo none)
+say child=$(cat /etc/lstore-child-marker 2>/dev/null || echo none)
+if [ -e /etc/lstore-deleted-by-child ]; then say whiteout-target=present; else say whiteout-target=absent; fi
+say "root=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
+findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep -E '^/run/lstore|^/var/lib/lstore-test' | while read -r l; do say "mount=$l"; done
+losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l"; done
+if [ -e /var/lib/lstore-test/written ]; then say "leftover=present $(cat /var/lib/lstore-test/written)"; else say leftover=absent; fi
+mkdir -p /var/lib/lstore-test && echo "$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/lstore-test/written && sync && say wrote=ok
+say "uptime=$(cut -d' ' -f1 /proc/uptime)"
+# Monotonic microseconds: when systemd started in the new root, when multi-user was reached.
+say "userspace-start-us=$(systemctl show -P UserspaceTimestampMonotonic)"
+say "multi-user-us=$(systemctl show -P ActiveEnterTimestampMonotonic multi-user.target)"
+say "bootid=$(cat /proc/sys/kernel/random/boot_id)"
+say end
+systemctl --no-block poweroff
+EOS
+	chmod 755 "$r/usr/local/sbin/lstore-boot-check"
+	cat >"$r/etc/systemd/system/lstore-boot-check.service" <<'EOS'
+[Unit]
+Description=lstore boot test check
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/lstore-boot-check
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/ttyS0
+
+[Install]
+WantedBy=multi-user.target
+EOS
+	ln -sf ../lstore-boot-check.service "$r/etc/systemd/system/multi-user.target.wants/lstore-boot-check.service"
+}
+
+build_images() {
+	log "building the test images (token $TOKEN)"
+	rm -rf "$WORK/rootfs" "$WORK/child" "$WORK/store" "$WORK"/*.sfs "$WORK"/*.ext4
+	cp -a "$ROOTFS" "$WORK/rootfs"
+	write_check_service "$WORK/rootfs"
+	echo "lstore-marker-$TOKEN" >"$WORK/rootfs/etc/lstore-boot-marker"
+	echo "deleted by the child layer" >"$WORK/rootfs/etc/lstore-deleted-by-child"
+	# No getty on the serial console: its prompt would interleave with the check's lines.
+	ln -sf /dev/null "$WORK/rootfs/etc/systemd/system/serial-getty@ttyS0.service"
+	mksquashfs "$WORK/rootfs" "$WORK/base.sfs" -noappend -comp zstd -quiet -no-progress >/dev/null
+	# The child: an overlayfs-style diff of the base (a new file, and a whiteout, a 0/0 char device).
+	mkdir -p "$WORK/child/etc"
+	echo "lstore-child-$TOKEN" >"$WORK/child/etc/lstore-child-marker"
+	mknod "$WORK/child/etc/lstore-deleted-by-child" c 0 0
+	mksquashfs "$WORK/child" "$WORK/child.sfs" -noappend -comp zstd -quiet -no-progress >/dev/null
+	# A disk holding the images as files, found by its label.
+	mkdir -p "$WORK/store/images"
+	cp "$WORK/base.sfs" "$WORK/child.sfs" "$WORK/store/images/"
+	local mb=$(($(du -sm "$WORK/store" | cut -f1) + 64))
+	mkfs.ext4 -q -F -L LSTOREIMG -d "$WORK/store" "$WORK/store.ext4" "${mb}M"
+	# A scratch disk, /dev/vda, also used for persistence.
+	mkfs.ext4 -q -F -L LSTOREPERSIST "$WORK/persist.ext4" 64M
+	log "images: base.sfs $(du -h "$WORK/base.sfs" | cut -f1), child.sfs $(du -h "$WORK/child.sfs" | cut -f1)"
+}
+
+# ---------------------------------------------------------------- initramfs builders
+
+build_initcpio() {
+	"$HERE/initcpio/build.sh" "$KVER" "$CACHE/kroot" "$WORK/initrd-initcpio.img"
+}
+
+# in_chroot NAME CMD...: runs CMD in the chroot with /proc, /sys and /dev, in a private mount
+# namespace.
+in_chroot() {
+	local c=$CACHE/chroot-$1
+	shift
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	unshare --mount --propagation private bash -euo pipefail -c '
+		c=$1; shift
+		mount -t proc proc "$c/proc"
+		mount --rbind /sys "$c/sys"
+		mount --rbind /dev "$c/dev"
+		chroot "$c" "$@"
+	' _ "$c" "$@"
+}
+
+build_itools() {
+	"$HERE/prepare.sh" chroot-itools
+	local c=$CACHE/chroot-itools
+	"$REPO/hooks/install.sh" "$c" initramfs-tools
+	in_chroot itools mkinitramfs -o /tmp/initrd-itools.img "$KVER"
+	mv "$c/tmp/initrd-itools.img" "$WORK/initrd-itools.img"
+}
+
+build_dracut() {
+	"$HERE/prepare.sh" chroot-dracut
+	local c=$CACHE/chroot-dracut
+	"$REPO/hooks/install.sh" "$c" dracut
+	in_chroot dracut dracut --quiet --force --no-hostonly --kver "$KVER" --add lstore /tmp/initrd-dracut.img
+	mv "$c/tmp/initrd-dracut.img" "$WORK/initrd-dracut.img"
+}
+
+# dracut's own shell init instead of systemd, with dash as /bin/sh.
+build_dracutsh() {
+	"$HERE/prepare.sh" chroot-dracut
+	local c=$CACHE/chroot-dracut
+	"$REPO/hooks/install.sh" "$c" dracut
+	in_chroot dracut dracut --quiet --force --no-hostonly --kver "$KVER" \
+		--omit "systemd systemd-initrd dracut-systemd bash" --add "dash lstore" /tmp/initrd-dracutsh.img
+	mv "$c/tmp/initrd-dracutsh.img" "$WORK/initrd-dracutsh.img"
+}
+
+# ---------------------------------------------------------------- booting
+
+# boot KIND NAME DISK APPEND: one boot, with DISK (a copy of the empty ext4 scratch disk) as
+# /dev/vda, base.sfs as /dev/vdb and the ext4 image store as /dev/vdc; the serial log is
+# $WORK/logs/NAME.log.
+# Sets BOOT_SECS (seconds from qemu's start to the check's last line, or to the end) and
+# BOOT_STATUS (finished: the check ran to its end; error: an lstore error line; timeout).
+boot() {
+	local kind=$1 name=$2 disk=$3 append=$4
+	local logf=$WORK/logs/$name.log start t0=$SECONDS pid
+	: >"$logf"
+	start=$(date +%s.%N)
+	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
+		-kernel "$KERNEL" -initrd "$WORK/initrd-$kind.img" \
+		-append "console=ttyS0 $append" \
+		-drive "file=$disk,if=virtio,format=raw" \
+		-drive "file=$WORK/base.sfs,if=virtio,format=raw,readonly=on" \
+		-drive "file=$WORK/store.ext4,if=virtio,format=raw,readonly=on" \
+		</dev/null >"$logf" 2>&1 &
+	pid=$!
+	BOOT_STATUS=timeout
+	while kill -0 "$pid" 2>/dev/null; do
+		if grep -q 'LSTORE-CHECK: end' "$logf"; then
+			BOOT_STATUS=finished
+			break
+		fi
+		if grep -q 'lstore: ERROR:' "$logf"; then
+			BOOT_STATUS=error
+			sleep 3 # let the emergency shell start; nothing else may follow
+			break
+		fi
+		((SECONDS - t0 <= TIMEOUT)) || break
+		sleep 0.5
+	done
+	BOOT_SECS=$(awk -v n="$(date +%s.%N)" -v s="$start" 'BEGIN{printf "%.1f", n-s}')
+	# qemu may have stopped by itself (a reboot, with -no-reboot) before the loop looked.
+	if [[ $BOOT_STATUS == timeout ]]; then
+		if grep -q 'LSTORE-CHECK: end' "$logf"; then
+			BOOT_STATUS=finished
+		elif grep -q 'lstore: ERROR:' "$logf"; then
+			BOOT_STATUS=error
+		fi
+	fi
+	if [[ $BOOT_STATUS == finished ]]; then
+		# The check powers the machine off; give it a little time, then stop it.
+		for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+	fi
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	tr -d '\r' <"$logf" >"$logf.tmp" && mv "$logf.tmp" "$logf"
+	log "$name: $BOOT_STATUS after ${BOOT_SECS}s"
+}
+
+# check NAME KEY=PATTERN...: every KEY=PATTERN must match one LSTORE-CHECK line (grep -E on the
+# text after "LSTORE-CHECK: "); !KEY=PATTERN must match none. Prints what failed.
+CHECK_FAILED=()
+check() {
+	local name=$1 logf=$WORK/logs/$1.log want neg
+	shift
+	for want in "$@"; do
+		neg=
+		if [[ $want == !* ]]; then neg=1; want=${want#!}; fi
+		if sed -n 's/^.*LSTORE-CHECK: //p' "$logf" | grep -qE -- "^$want"; then
+			[[ -z $neg ]] || CHECK_FAILED+=("$name: unexpected '$want'")
+		else
+			[[ -n $neg ]] || CHECK_FAILED+=("$name: no '$want'")
+		fi
+	done
+}
+
+# The checks every successful boot must pass: the overlay root over our squashfs and a tmpfs.
+check_root() { # NAME LOWERDIR [LEFTOVER [UPPER-BASE]]
+	local name=$1 lower=$2 leftover=${3:-absent} upper=${4:-/run/lstore/overlay}
+	check "$name" 'begin' 'end' 'multi-user=active' "marker=lstore-marker-$TOKEN" \
+		"root=lstore overlay .*lowerdir=$lower,upperdir=$upper/upper,workdir=$upper/work" \
+		"leftover=$leftover" 'wrote=ok'
+	if [[ $upper == /run/lstore/overlay ]]; then
+		check "$name" 'mount=/run/lstore/overlay lstore-overlay tmpfs '
+	else
+		check "$name" '!mount=/run/lstore/overlay '
+	fi
+}
+
+# value NAME KEY: the value of the LSTORE-CHECK line KEY=... in NAME's log.
+value() {
+	sed -n "s/^.*LSTORE-CHECK: $2=//p" "$WORK/logs/$1.log" | head -n1
+}
+
+# timing NAME: the guest's own clock for one boot: when the initramfs handed over to systemd in the
+# image, and when multi-user.target was reached.
+timing() {
+	awk -v u="$(value "$1" userspace-start-us)" -v m="$(value "$1" multi-user-us)" \
+		'BEGIN { if (u != "" && m != "") printf "; guest: root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
+}
+
+report() { # KIND CASE SECONDS-TEXT
+	local kind=$1 case=$2 secs=$3 f
+	if ((${#CHECK_FAILED[@]} == 0)); then
+		echo "PASS $kind $case ($secs)" | tee -a "$RESULTS"
+	else
+		echo "FAIL $kind $case ($secs)" | tee -a "$RESULTS"
+		for f in "${CHECK_FAILED[@]}"; do echo "    $f" | tee -a "$RESULTS"; done
+	fi
+	CHECK_FAILED=()
+}
+
+# fresh_disk NAME: a new copy of the empty scratch disk; prints its path.
+fresh_disk() {
+	cp "$WORK/persist.ext4" "$WORK/disk-$1.ext4"
+	echo "$WORK/disk-$1.ext4"
+}
+
+case_basic() {
+	local kind=$1 n t1 t2
+	for n in 1 2; do
+		boot "$kind" "$kind-basic-$n" "$(fresh_disk "$kind-basic-$n")" "boot=lstore lstore.image=/dev/vdb"
+		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
+		check_root "$kind-basic-$n" /run/lstore/layers/0
+		check "$kind-basic-$n" 'mount=/run/lstore/layers/0 /dev/vdb squashfs ro'
+	done
+	report "$kind" basic "boots ${t1}s, ${t2}s$(timing "$kind-basic-1")"
+}
+
+case_copytoram() {
+	local kind=$1
+	boot "$kind" "$kind-copytoram" "$(fresh_disk "$kind-copytoram")" "boot=lstore lstore.image=/dev/vdb lstore.copytoram"
+	check_root "$kind-copytoram" /run/lstore/layers/0
+	check "$kind-copytoram" 'mount=/run/lstore/ram lstore-ram tmpfs ' \
+		'mount=/run/lstore/layers/0 /dev/loop[0-9]+ squashfs ro' 'loop=/dev/loop[0-9]+ /run/lstore/ram/0.sfs'
+	report "$kind" copytoram "boot ${BOOT_SECS}s$(timing "$kind-copytoram")"
+}
+
+case_stacked() {
+	local kind=$1
+	boot "$kind" "$kind-stacked" "$(fresh_disk "$kind-stacked")" "boot=lstore lstore.device=LABEL=LSTOREIMG lstore.image=/images/base.sfs:images/child.sfs lstore.overlay_size=256M"
+	check_root "$kind-stacked" /run/lstore/layers/1:/run/lstore/layers/0
+	check "$kind-stacked" "child=lstore-child-$TOKEN" 'whiteout-target=absent' \
+		'mount=/run/lstore/device /dev/vdc ext4 ro' 'mount=/run/lstore/overlay lstore-overlay tmpfs rw,relatime,size=262144k' \
+		'loop=/dev/loop[0-9]+ /run/lstore/device/images/base.sfs' \
+		'loop=/dev/loop[0-9]+ /run/lstore/device/images/child.sfs'
+	report "$kind" stacked "boot ${BOOT_SECS}s$(timing "$kind-stacked")"
+}
+
+case_persist() {
+	local kind=$1 n t1 t2 disk
+	disk=$(fresh_disk "$kind-persist")
+	for n in 1 2; do
+		boot "$kind" "$kind-persist-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=LABEL=LSTOREPERSIST:state lstore.persist_paths=/var/lib/lstore-test"
+		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
+		if [[ $n == 1 ]]; then
+			check_root "$kind-persist-$n" /run/lstore/layers/0
+		else
+			# The file boot 1 wrote, with boot 1's boot id.
+			check_root "$kind-persist-$n" /run/lstore/layers/0 "present $(value "$kind-persist-1" bootid)\$"
+		fi
+		check "$kind-persist-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw' \
+			'mount=/var/lib/lstore-test /dev/vda\[/state/var/lib/lstore-test\] ext4 rw'
+	done
+	report "$kind" persist "boots ${t1}s, ${t2}s"
+}
+
+# Whole-system persistence: lstore.persist without persist_paths puts the upper layer on the disk.
+case_persistall() {
+	local kind=$1 n t1 t2 disk
+	disk=$(fresh_disk "$kind-persistall")
+	for n in 1 2; do
+		boot "$kind" "$kind-persistall-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=LABEL=LSTOREPERSIST"
+		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
+		if [[ $n == 1 ]]; then
+			check_root "$kind-persistall-$n" /run/lstore/layers/0 absent /run/lstore/persist/lstore
+		else
+			check_root "$kind-persistall-$n" /run/lstore/layers/0 "present $(value "$kind-persistall-1" bootid)\$" /run/lstore/persist/lstore
+		fi
+		check "$kind-persistall-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw'
+	done
+	report "$kind" persistall "boots ${t1}s, ${t2}s"
+}
+
+# error_boot KIND CASE APPEND EXPECTED-LINE: the boot stops at one lstore error line.
+error_boot() {
+	local kind=$1 name=$1-$2 append=$3 line=$4 n
+	boot "$kind" "$name" "$(fresh_disk "$name")" "$append"
+	n=$(grep -c 'lstore: ERROR:' "$WORK/logs/$name.log" || true)
+	[[ $BOOT_STATUS == error ]] || CHECK_FAILED+=("$name: no lstore error line (status $BOOT_STATUS)")
+	grep -qF "lstore: ERROR: $line" "$WORK/logs/$name.log" || CHECK_FAILED+=("$name: not the line 'lstore: ERROR: $line'")
+	((n <= 1)) || CHECK_FAILED+=("$name: $n error lines, not one")
+	# Neither the switch to the image's root nor its init: the initramfs' own systemd (dracut)
+	# may run, the image's may not.
+	if grep -qE 'LSTORE-CHECK|switch-root.service|Multi-User System|Switching root' "$WORK/logs/$name.log"; then
+		CHECK_FAILED+=("$name: the system booted on")
+	fi
+	report "$kind" "$2" "error after ${BOOT_SECS}s"
+}
+
+case_error() {
+	error_boot "$1" error "boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
+		"image device '/dev/vdz' did not appear within 2s"
+}
+
+case_badimage() {
+	error_boot "$1" badimage "boot=lstore lstore.image=/dev/vda" \
+		"image '/dev/vda' is not a squashfs image"
+}
+
+# ---------------------------------------------------------------- main
+
+build_images
+IFS=, read -ra kinds <<<"$KINDS"
+IFS=, read -ra cases <<<"$CASES"
+for kind in "${kinds[@]}"; do
+	log "building the $kind initramfs"
+	t0=$(date +%s)
+	if ! "build_$kind" >"$WORK/logs/build-$kind.log" 2>&1; then
+		echo "FAIL $kind build (see $WORK/logs/build-$kind.log)" | tee -a "$RESULTS"
+		tail -n 20 "$WORK/logs/build-$kind.log" >&2
+		continue
+	fi
+	log "$kind initramfs: $(du -h "$WORK/initrd-$kind.img" | cut -f1), built in $(($(date +%s) - t0))s"
+	for c in "${cases[@]}"; do
+		"case_$c" "$kind"
+	done
+done
+
+echo "---- summary"
+cat "$RESULTS"
+pass=$(grep -c '^PASS' "$RESULTS" || true)
+fail=$(grep -c '^FAIL' "$RESULTS" || true)
+echo "boot: $pass passed, $fail failed"
+((fail == 0))

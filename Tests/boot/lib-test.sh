@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # the snippets are expanded by the shell under test
+# Unit tests of hooks/common/lstore-lib.sh without booting: the command-line parser, its errors
+# (exactly one "lstore: ERROR:" line, then the emergency shell), and the squashfs helpers, under
+# every shell the initramfs kinds use (dash, busybox ash, bash). Also lints every hook (with
+# ShellCheck, dash -n and busybox sh -n). Prints PASS/FAIL per check and "N passed, N failed".
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+LIB=$REPO/hooks/common/lstore-lib.sh
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "PASS $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+shells=()
+command -v dash >/dev/null && shells+=(dash)
+command -v busybox >/dev/null && shells+=("busybox sh")
+shells+=(bash)
+
+# run SHELL CMDLINE SCRIPT: sources the library with CMDLINE as the kernel command line and an
+# emergency shell that exits 3; prints the script's output, the console file after "--console--".
+run() {
+	local sh=$1 cmdline=$2 script=$3
+	: >"$TMP/console"
+	LSTORE_CMDLINE=$cmdline LSTORE_CONSOLE=$TMP/console LSTORE_RUN=$TMP/run $sh -c "
+		. '$LIB'
+		lstore_emergency() { echo \"EMERGENCY \$1\"; exit 3; }
+		$script
+	" 2>&1
+	echo "rc=$?"
+	echo "--console--"
+	cat "$TMP/console"
+}
+
+# expect NAME SHELL CMDLINE SCRIPT EXPECTED-OUTPUT
+expect() {
+	local name=$1 sh=$2 out
+	out=$(run "$sh" "$3" "$4")
+	if [[ $out == "$5" ]]; then ok "$name [$sh]"; else bad "$name [$sh]"; diff <(echo "$5") <(echo "$out") | sed 's/^/    /'; fi
+}
+
+show='echo "image=$LSTORE_IMAGE device=$LSTORE_DEVICE size=$LSTORE_OVERLAY_SIZE ram=$LSTORE_COPYTORAM persist=$LSTORE_PERSIST paths=$LSTORE_PERSIST_PATHS timeout=$LSTORE_TIMEOUT"'
+for sh in "${shells[@]}"; do
+	expect "no lstore.image: nothing to do" "$sh" "root=/dev/sda1 quiet" \
+		'lstore_parse_cmdline; echo "parse=$?"' $'parse=1\nrc=0\n--console--'
+	expect "defaults" "$sh" "boot=lstore lstore.image=/dev/vdb" "lstore_parse_cmdline; $show" \
+		$'image=/dev/vdb device= size=50% ram=0 persist= paths= timeout=30\nrc=0\n--console--'
+	expect "every parameter" "$sh" "lstore.imagex=no lstore.image=a.sfs:b.sfs lstore.device=LABEL=X lstore.overlay_size=2G lstore.copytoram lstore.persist=UUID=1-2:state lstore.persist_paths=/home,/var/lib/x lstore.timeout=5" \
+		"lstore_parse_cmdline; $show" \
+		$'image=a.sfs:b.sfs device=LABEL=X size=2G ram=1 persist=UUID=1-2:state paths=/home,/var/lib/x timeout=5\nrc=0\n--console--'
+	expect "the last one counts; globs stay" "$sh" "lstore.image=/dev/vd* lstore.image=/dev/vd? lstore.copytoram=yes lstore.copytoram=0" \
+		"lstore_parse_cmdline; $show" \
+		$'image=/dev/vd? device= size=50% ram=0 persist= paths= timeout=30\nrc=0\n--console--'
+	for bad_arg in "lstore.image=" "lstore.image=a::b" "lstore.image=:a" "lstore.overlay_size=big" "lstore.overlay_size=%5" \
+		"lstore.persist_paths=/home" "lstore.persist=/dev/vda lstore.persist_paths=home" \
+		"lstore.persist=/dev/vda lstore.persist_paths=/" "lstore.persist=/dev/vda lstore.persist_paths=/a/../b" "lstore.timeout=5s"; do
+		out=$(run "$sh" "lstore.image=/dev/vdb $bad_arg" 'lstore_parse_cmdline; echo "went on"')
+		# lstore.image= alone replaces the first lstore.image.
+		lines=$(grep -c '^lstore: ERROR: ' <<<"${out#*--console--}")
+		if [[ $out == *"rc=3"* && $out == *"EMERGENCY lstore: ERROR: "* && $out != *"went on"* && $lines == 1 ]]; then
+			ok "error for '$bad_arg' [$sh]"
+		else
+			bad "error for '$bad_arg' [$sh]"
+			printf '%s\n' "$out" | sed 's/^/    /'
+		fi
+	done
+	expect "an image that is not a device, without lstore.device" "$sh" "lstore.image=base.sfs" \
+		'lstore_parse_cmdline; lstore_spec_ok "$LSTORE_IMAGE" || lstore_fail "not a device"; echo went on' \
+		$'rc=3\n--console--\nlstore: ERROR: not a device\nEMERGENCY lstore: ERROR: not a device'
+	expect "glue that prints the error itself" "$sh" "" \
+		'LSTORE_EMERGENCY_PRINTS=1; lstore_fail "x y"' $'rc=3\n--console--\nEMERGENCY lstore: ERROR: x y'
+	expect "a device that never appears" "$sh" "lstore.image=/dev/vdb lstore.timeout=0" \
+		'lstore_parse_cmdline; lstore_resolve /dev/null; echo "r=$?"; lstore_resolve LABEL=no-such-label-here; echo "r=$?"; lstore_resolve vdb; echo "r=$?"' \
+		$'r=1\nr=1\nr=1\nrc=0\n--console--'
+done
+
+# The squashfs helpers, against a real image.
+if command -v mksquashfs >/dev/null; then
+	mkdir -p "$TMP/tree/d"
+	head -c 300000 /dev/urandom >"$TMP/tree/d/f"
+	mksquashfs "$TMP/tree" "$TMP/t.sfs" -noappend -quiet -no-progress >/dev/null
+	want=$(($(stat -c %s "$TMP/t.sfs")))
+	for sh in "${shells[@]}"; do
+		expect "squashfs magic and length" "$sh" "" \
+			"_lstore_is_squashfs '$TMP/t.sfs' && echo sqfs; _lstore_is_squashfs '$LIB' || echo not; _lstore_sqfs_bytes '$TMP/t.sfs'" \
+			"sqfs"$'\n'"not"$'\n'"$want"$'\nrc=0\n--console--'
+	done
+fi
+
+# Lint: every hook, as the shell it runs under.
+for f in hooks/common/lstore-lib.sh hooks/initcpio/hooks/lstore hooks/initramfs-tools/scripts/lstore \
+	hooks/initramfs-tools/hooks/lstore hooks/dracut/90lstore/lstore-cmdline.sh hooks/dracut/90lstore/lstore-mount.sh \
+	hooks/install.sh Tests/boot/initcpio/init; do
+	if (cd "$REPO" && shellcheck -x -s sh "$f" && dash -n "$f" && busybox sh -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
+done
+for f in hooks/initcpio/install/lstore hooks/dracut/90lstore/module-setup.sh Tests/boot/boot-test.sh \
+	Tests/boot/prepare.sh Tests/boot/initcpio/build.sh Tests/boot/lib-test.sh; do
+	if (cd "$REPO" && shellcheck -x -s bash "$f" && bash -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
+done
+
+echo "$pass passed, $fail failed"
+((fail == 0))
