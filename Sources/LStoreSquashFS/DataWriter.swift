@@ -433,20 +433,6 @@ private final class Worker: @unchecked Sendable {
     }
 }
 
-func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    var i = 0
-    let count = bytes.count
-    while i + 8 <= count {
-        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-        i += 8
-    }
-    while i < count {
-        if bytes[i] != 0 { return false }
-        i += 1
-    }
-    return true
-}
-
 extension DataWriter {
     /// Counts a file the caller found to duplicate another (by content digest).
     func countDuplicate() { statistics.duplicates += 1 }

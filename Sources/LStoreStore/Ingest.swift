@@ -266,20 +266,6 @@ func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offse
     return total
 }
 
-func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    var i = 0
-    let count = bytes.count
-    while i + 8 <= count {
-        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-        i += 8
-    }
-    while i < count {
-        if bytes[i] != 0 { return false }
-        i += 1
-    }
-    return true
-}
-
 
 /// Files flowing from a scan to the ingest workers: the scan goes on while data is read,
 /// hashed and compressed.

@@ -69,3 +69,18 @@ func procPath(directory: Int32, name: [UInt8]) -> [UInt8] {
 /// `SEEK_DATA` from `<unistd.h>` (a GNU extension Swift's Glibc module does not export): the next
 /// offset at or after the given one that holds data.
 public let seekData: Int32 = 3
+
+/// True when every byte is zero: how a hole is recognised, eight bytes at a time.
+public func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    let count = bytes.count
+    while i + 8 <= count {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    while i < count {
+        if bytes[i] != 0 { return false }
+        i += 1
+    }
+    return true
+}
