@@ -40,19 +40,26 @@ struct DurabilityTests {
         let started = Date()
         let base = try lstoreOK(["commit", tree, "--ref", "layer", "--threads", "1"], store: store)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        // Kill the next commits at random moments within the time a whole commit takes.
         let duration = UInt32(Date().timeIntervalSince(started) * 1_000_000)
         var interrupted = 0
+        var midway = 0
         for attempt in 0..<12 {
-            // Change the tree a little each time so every commit has new blocks to write.
-            try sh("head -c 2000000 /dev/urandom > \(tree)/d\(attempt % 20)/new\(attempt)")
+            // Add 8 MB of new data each time so every commit has a pack to write.
+            try sh("head -c 8000000 /dev/urandom > \(tree)/d\(attempt % 20)/new\(attempt)")
             let process = Process()
             process.executableURL = URL(fileURLWithPath: lstoreBinary)
             process.arguments = ["--store", store, "commit", tree, "--ref", "layer", "--threads", "1"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            usleep(UInt32.random(in: 1_000...max(2_000, duration * 6 / 10)))
+            if attempt.isMultiple(of: 2) {
+                // At any moment within the time a whole commit takes: start, scan, refs, exit.
+                usleep(UInt32.random(in: 1_000...max(2_000, duration)))
+            } else if waitForPackData(of: process) {
+                // Certainly midway: the new pack has data in it and the commit is still running.
+                usleep(UInt32.random(in: 0...20_000))
+                midway += 1
+            }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .uncaughtSignal { interrupted += 1 }
@@ -62,13 +69,29 @@ struct DurabilityTests {
             try lstoreOK(["checkout", "layer", "--dir", out], store: store)
             try sh("rm -rf \(out)")
         }
-        #expect(interrupted >= 4, "commits were killed midway (\(interrupted) of 12)")
+        #expect(midway == 6, "every second commit was caught writing its pack (\(midway) of 6)")
+        #expect(interrupted >= 6, "commits were killed midway (\(interrupted) of 12)")
         // After all that, gc clears the leftovers and the first commit is still intact.
         try lstoreOK(["gc"], store: store)
         try fsckClean()
         let warnings = try lstoreOK(["fsck", "--json"], store: store)
         #expect(!warnings.contains("no index"), "gc removed unindexed packs: \(warnings)")
         #expect(try lstoreOK(["log", "layer", "--json"], store: store).contains(base))
+    }
+
+    /// Polls the store's `tmp/` until `process` has a pack there with data in it; false if the
+    /// process exits first.
+    func waitForPackData(of process: Process) -> Bool {
+        let prefix = "pack-\(process.processIdentifier)-"
+        while process.isRunning {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: store + "/tmp")) ?? []
+            for name in names where name.hasPrefix(prefix) {
+                var info = stat()
+                if stat(store + "/tmp/" + name, &info) == 0, info.st_size > 0 { return true }
+            }
+            usleep(500)
+        }
+        return false
     }
 
     @Test func concurrentCommitsBothSucceed() throws {
