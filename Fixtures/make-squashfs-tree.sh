@@ -11,7 +11,8 @@
 #              one with an xattr
 #   links:     a symlink pair hardlinked, a file with three names, a hardlinked FIFO pair
 #   special:   char 1:3, block 7:0 and 259:70000 (needs the extended minor), FIFO, socket
-#   xattrs:    user., trusted., security.capability; one 3000-byte value on two different sets
+#   xattrs:    user., trusted., security.capability, trusted.* on a device, a FIFO and a socket (so
+#              every extended inode type appears); one 3000-byte value on two different sets
 #              (stored once, out of line), one set shared by two inodes
 #   owners:    0:0, 1000:1000, 4000000000:3000000000
 #
@@ -75,6 +76,8 @@ setfattr -n user.shared -v "same set" data/same-b
 setfattr -n trusted.overlay.opaque -v y empty
 setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 data/three
 setfattr -h -n trusted.on-link -v yes data/link
+# trusted.* on the special files too, so that every extended inode type appears.
+for special in dev/loop0 dev/null dev/fifo dev/sock; do setfattr -h -n trusted.kind -v "$special" "$special"; done
 
 chown 1000:1000 data/random-5000 many
 chown 4000000000:3000000000 data/text-200k dev/null
