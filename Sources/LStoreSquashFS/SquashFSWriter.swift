@@ -43,6 +43,8 @@ public struct SquashFSWriteResult: Sendable {
     public var bytesUsed: UInt64
     public var fileSize: UInt64
     public var inodeCount: Int
+    /// Inodes written, by type: `directory`, `extendedDirectory`, `file`, … `extendedSocket`.
+    public var inodeTypes: [String: Int]
     public var data: DataStatistics
 }
 
@@ -209,6 +211,7 @@ struct ImageJob {
     var ids = IdTableWriter()
     let xattrs: XattrTableWriter
     var references: [MetadataReference] = []
+    var inodeTypes: [String: Int] = [:]
 
     init(options: SquashFSOptions, plan: TreePlan, fd: Int32, display: String) throws {
         self.options = options
@@ -274,6 +277,9 @@ struct ImageJob {
                 : nil
             let bytes = try encodeInode(index, layout: layout, directoryTable: directoryTable)
             references.append(inodeTable.position)
+            if let type = InodeType(rawValue: UInt16(bytes[0]) | UInt16(bytes[1]) << 8) {
+                inodeTypes["\(type)", default: 0] += 1
+            }
             try inodeTable.append(bytes)
         }
         try inodeTable.finish()
@@ -334,7 +340,7 @@ struct ImageJob {
         try output.write(superblock.encoded(), at: 0)
         try systemCall("ftruncate", path: output.display) { ftruncate(output.fd, off_t(fileSize)) }
         return SquashFSWriteResult(report: report, bytesUsed: superblock.bytesUsed, fileSize: fileSize,
-                                   inodeCount: plan.inodes.count, data: data.statistics)
+                                   inodeCount: plan.inodes.count, inodeTypes: inodeTypes, data: data.statistics)
     }
 
     /// The compressor options payload, when one is written.
