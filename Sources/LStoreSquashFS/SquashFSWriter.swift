@@ -72,15 +72,20 @@ public struct SquashFSWriter {
     }
 
     /// Writes `root` (a directory) to a new file at `path`, replacing any file there, reading file
-    /// data from `source`.
+    /// data from `source`. On failure the file is removed. The image is not fsynced.
     public func write(_ root: Node, source: some BlockSource, to path: String) throws -> SquashFSWriteResult {
         let plan = try TreePlan(root: root)
         let fd = try systemCall("open", path: path) {
             open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         }
         defer { close(fd) }
-        var job = try ImageJob(options: options, plan: plan, fd: fd, display: path)
-        return try job.run(source: source)
+        do {
+            var job = try ImageJob(options: options, plan: plan, fd: fd, display: path)
+            return try job.run(source: source)
+        } catch {
+            unlink(path)
+            throw error
+        }
     }
 }
 
