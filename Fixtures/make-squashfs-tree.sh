@@ -10,8 +10,9 @@
 #   dirs:      300 entries (an extended directory with an index at 4 KiB blocks), nested, empty,
 #              one with an xattr
 #   links:     a symlink pair hardlinked, a file with three names, a hardlinked FIFO pair
-#   special:   char 1:3, block 7:0 and 259:70000 (needs the extended minor), FIFO, socket
-#   xattrs:    user., trusted., security.capability; one 3000-byte value on two different sets
+#   special:   char 1:3 and 1:5, block 7:0 and 259:70000 (a minor over 255), FIFO, two sockets
+#   xattrs:    user., trusted., security.capability, trusted.* on a device, a FIFO and a socket (so
+#              every extended inode type appears); one 3000-byte value on two different sets
 #              (stored once, out of line), one set shared by two inodes
 #   owners:    0:0, 1000:1000, 4000000000:3000000000
 #
@@ -64,7 +65,11 @@ mknod dev/null c 1 3
 mknod dev/loop0 b 7 0
 mknod dev/wide b 259 70000
 mkfifo dev/fifo
-python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' dev/sock
+mknod dev/zero c 1 5
+for sock in dev/sock dev/sock-plain; do
+  python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$sock"
+done
+ln -s /dev/null dev/plain-link
 
 large=$(python3 -c 'print("v" * 3000)')
 setfattr -n user.note -v "a note" data/one
@@ -75,6 +80,8 @@ setfattr -n user.shared -v "same set" data/same-b
 setfattr -n trusted.overlay.opaque -v y empty
 setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 data/three
 setfattr -h -n trusted.on-link -v yes data/link
+# trusted.* on the special files too, so that every extended inode type appears.
+for special in dev/loop0 dev/null dev/fifo dev/sock; do setfattr -h -n trusted.kind -v "$special" "$special"; done
 
 chown 1000:1000 data/random-5000 many
 chown 4000000000:3000000000 data/text-200k dev/null

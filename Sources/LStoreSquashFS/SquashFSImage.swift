@@ -278,27 +278,23 @@ extension SquashFSImage {
             let offset = Int(try cursor.u16(image))
             inode.xattr = try cursor.u32(image)
             inode.directory = (start, offset, size)
-        case .file, .extendedFile:
-            let start, size: UInt64
-            if type == .file {
-                start = UInt64(try cursor.u32(image))
-                inode.file = nil
-                let fragment = try cursor.u32(image)
-                let fragmentOffset = try cursor.u32(image)
-                size = UInt64(try cursor.u32(image))
-                inode.file = try fileInode(start: start, size: size, fragment: fragment, fragmentOffset: fragmentOffset,
-                                           cursor: cursor)
-            } else {
-                start = try cursor.u64(image)
-                size = try cursor.u64(image)
-                _ = try cursor.u64(image)  // sparse bytes
-                inode.nlink = try cursor.u32(image)
-                let fragment = try cursor.u32(image)
-                let fragmentOffset = try cursor.u32(image)
-                inode.xattr = try cursor.u32(image)
-                inode.file = try fileInode(start: start, size: size, fragment: fragment, fragmentOffset: fragmentOffset,
-                                           cursor: cursor)
-            }
+        case .file:
+            let start = UInt64(try cursor.u32(image))
+            let fragment = try cursor.u32(image)
+            let fragmentOffset = try cursor.u32(image)
+            let size = UInt64(try cursor.u32(image))
+            inode.file = try fileInode(start: start, size: size, fragment: fragment, fragmentOffset: fragmentOffset,
+                                       cursor: cursor)
+        case .extendedFile:
+            let start = try cursor.u64(image)
+            let size = try cursor.u64(image)
+            _ = try cursor.u64(image)  // sparse bytes
+            inode.nlink = try cursor.u32(image)
+            let fragment = try cursor.u32(image)
+            let fragmentOffset = try cursor.u32(image)
+            inode.xattr = try cursor.u32(image)
+            inode.file = try fileInode(start: start, size: size, fragment: fragment, fragmentOffset: fragmentOffset,
+                                       cursor: cursor)
         case .symlink, .extendedSymlink:
             inode.nlink = try cursor.u32(image)
             let size = Int(try cursor.u32(image))

@@ -43,6 +43,8 @@ public struct SquashFSWriteResult: Sendable {
     public var bytesUsed: UInt64
     public var fileSize: UInt64
     public var inodeCount: Int
+    /// Inodes written, by type: `directory`, `extendedDirectory`, `file`, … `extendedSocket`.
+    public var inodeTypes: [String: Int]
     public var data: DataStatistics
 }
 
@@ -70,15 +72,20 @@ public struct SquashFSWriter {
     }
 
     /// Writes `root` (a directory) to a new file at `path`, replacing any file there, reading file
-    /// data from `source`.
+    /// data from `source`. On failure the file is removed. The image is not fsynced.
     public func write(_ root: Node, source: some BlockSource, to path: String) throws -> SquashFSWriteResult {
         let plan = try TreePlan(root: root)
         let fd = try systemCall("open", path: path) {
             open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         }
         defer { close(fd) }
-        var job = try ImageJob(options: options, plan: plan, fd: fd, display: path)
-        return try job.run(source: source)
+        do {
+            var job = try ImageJob(options: options, plan: plan, fd: fd, display: path)
+            return try job.run(source: source)
+        } catch {
+            unlink(path)
+            throw error
+        }
     }
 }
 
@@ -209,6 +216,7 @@ struct ImageJob {
     var ids = IdTableWriter()
     let xattrs: XattrTableWriter
     var references: [MetadataReference] = []
+    var inodeTypes: [String: Int] = [:]
 
     init(options: SquashFSOptions, plan: TreePlan, fd: Int32, display: String) throws {
         self.options = options
@@ -274,6 +282,9 @@ struct ImageJob {
                 : nil
             let bytes = try encodeInode(index, layout: layout, directoryTable: directoryTable)
             references.append(inodeTable.position)
+            if let type = InodeType(rawValue: UInt16(bytes[0]) | UInt16(bytes[1]) << 8) {
+                inodeTypes["\(type)", default: 0] += 1
+            }
             try inodeTable.append(bytes)
         }
         try inodeTable.finish()
@@ -334,7 +345,7 @@ struct ImageJob {
         try output.write(superblock.encoded(), at: 0)
         try systemCall("ftruncate", path: output.display) { ftruncate(output.fd, off_t(fileSize)) }
         return SquashFSWriteResult(report: report, bytesUsed: superblock.bytesUsed, fileSize: fileSize,
-                                   inodeCount: plan.inodes.count, data: data.statistics)
+                                   inodeCount: plan.inodes.count, inodeTypes: inodeTypes, data: data.statistics)
     }
 
     /// The compressor options payload, when one is written.

@@ -20,11 +20,12 @@ struct MatrixTests {
         let result = try writeImage(tree, to: ours, compression: compression, blockSize: blockSize)
         #expect(result.report.isEmpty, "the tree has nothing squashfs cannot hold: \(result.report)")
         #expect(result.data.duplicates == 1, "data/same-b shares the data of data/same-a")
+        #expect(result.inodeTypes.count == 14, "every basic and extended inode type: \(result.inodeTypes)")
         try mksquashfs(tree, to: theirs, compression: compression, blockSize: blockSize)
 
         let mounted = try kernelManifest(ours, scratch: scratch)
         #expect(mounted == source, "kernel: \(manifestDifference(source, mounted))")
-        let extracted = try checkWithSquashfsTools(ours, scratch: scratch, sockets: ["dev/sock"])
+        let extracted = try checkWithSquashfsTools(ours, scratch: scratch, sockets: ["dev/sock", "dev/sock-plain"])
         #expect(extracted == source, "unsquashfs: \(manifestDifference(source, extracted))")
 
         let diff = try run("sqfsdiff", ["-T", "-a", theirs, "-b", ours])

@@ -92,6 +92,7 @@ struct SourceTests {
         ])))
         let writer = try SquashFSWriter(options: SquashFSOptions(compression: CompressionSpec(codec: .zstd, level: 3)))
         #expect(throws: SquashFSError.self) { try writer.write(root, source: Short(), to: scratch.sub("x.sfs")) }
+        #expect(!FileManager.default.fileExists(atPath: scratch.sub("x.sfs")), "a failed write leaves no image")
         #expect(throws: SquashFSError.self) {
             try SquashFSWriter(options: SquashFSOptions(compression: CompressionSpec(codec: .zstd, level: 3), blockSize: 5000))
         }
