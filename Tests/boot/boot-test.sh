@@ -15,7 +15,9 @@
 #   persist   lstore.persist=LABEL=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
-#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, and the image's init never starts
+#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, then the emergency shell, which
+#             runs a command typed on the serial console; leaving it prints the line again and
+#             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
 # Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-t SECONDS]
 # Prints one PASS/FAIL line per case and kind; exits non-zero when any failed.
@@ -363,9 +365,70 @@ error_boot() {
 	report "$kind" "$2" "error after ${BOOT_SECS}s"
 }
 
+# The error case also uses the emergency shell: a command typed there runs, and leaving the shell
+# prints the error again and starts the shell again instead of booting on.
 case_error() {
-	error_boot "$1" error "boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
-		"image device '/dev/vdz' did not appear within 2s"
+	local kind=$1 name=$1-error logf fifo qpid t0 n
+	logf=$WORK/logs/$name.log
+	fifo=$WORK/serial-in
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	: >"$logf"
+	t0=$SECONDS
+	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
+		-kernel "$KERNEL" -initrd "$WORK/initrd-$kind.img" \
+		-append "console=ttyS0 boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
+		-drive "file=$(fresh_disk "$name"),if=virtio,format=raw" \
+		-drive "file=$WORK/base.sfs,if=virtio,format=raw,readonly=on" \
+		<"$fifo" >"$logf" 2>&1 &
+	qpid=$!
+	exec 3>"$fifo"
+	# until PATTERN appears in the log (up to 90s): 0, else 1
+	until_log() {
+		local t=$SECONDS
+		until tr -d '\r' <"$logf" | grep -qE -- "$1"; do
+			((SECONDS - t < 90)) && kill -0 "$qpid" 2>/dev/null || return 1
+			sleep 0.5
+		done
+	}
+	local prompt='\[rootfs |\(initramfs\) |lstore:.*# |Press Enter for maintenance'
+	if until_log 'lstore: ERROR:'; then
+		BOOT_SECS=$((SECONDS - t0))
+		if until_log "$prompt"; then
+			if grep -q 'Press Enter for maintenance' "$logf"; then
+				printf '\n' >&3
+				until_log 'lstore:.*# ' || true
+			fi
+			sleep 2
+			# shellcheck disable=SC2016 # expanded by the guest's shell
+			printf 'echo SHELL-OK-$((6*7))\n' >&3
+			until_log 'SHELL-OK-42' || CHECK_FAILED+=("$name: a command typed in the emergency shell did not run")
+			printf 'exit\n' >&3
+			local t=$SECONDS
+			while n=$(tr -d '\r' <"$logf" | grep -c 'lstore: ERROR:'); ((n < 2 && SECONDS - t < 90)); do sleep 0.5; done
+			((n >= 2)) || CHECK_FAILED+=("$name: leaving the shell did not print the error again")
+			sleep 5
+		else
+			CHECK_FAILED+=("$name: no emergency shell prompt")
+		fi
+	else
+		BOOT_SECS=$((SECONDS - t0))
+		CHECK_FAILED+=("$name: no lstore error line")
+	fi
+	exec 3>&-
+	kill "$qpid" 2>/dev/null || true
+	wait "$qpid" 2>/dev/null || true
+	rm -f "$fifo"
+	tr -d '\r' <"$logf" >"$logf.tmp" && mv "$logf.tmp" "$logf"
+	grep -qF "lstore: ERROR: image device '/dev/vdz' did not appear within 2s" "$logf" ||
+		CHECK_FAILED+=("$name: not the expected error line")
+	if grep -qE 'LSTORE-CHECK|switch-root.service|Multi-User System|Switching root' "$logf"; then
+		CHECK_FAILED+=("$name: the system booted on")
+	fi
+	# One line per failure: the error, then the shell; a second one only after leaving the shell.
+	n=$(grep -c 'lstore: ERROR:' "$logf" || true)
+	((n <= 2)) || CHECK_FAILED+=("$name: $n error lines for one error and one exit")
+	report "$kind" error "error after ${BOOT_SECS}s; shell ran a command; exit: error again, no boot"
 }
 
 case_badimage() {
