@@ -12,7 +12,7 @@
 #   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy
 #   stacked   lstore.device=LABEL=... lstore.image=/images/base.sfs:/images/child.sfs on an ext4
 #             disk; the child is an overlayfs-style diff (a whiteout deletes a base file)
-#   persist   lstore.persist=LABEL=...:state lstore.persist_paths=/var/lib/lstore-test, booted
+#   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
 #   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, then the emergency shell, which
@@ -50,6 +50,7 @@ mkdir -p "$WORK/logs"
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 TOKEN=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PERSIST_UUID=6c2b1e0a-1e57-4b0f-9d7e-15f0a11c0b07
 
 # ---------------------------------------------------------------- images
 
@@ -120,7 +121,7 @@ build_images() {
 	local mb=$(($(du -sm "$WORK/store" | cut -f1) + 64))
 	mkfs.ext4 -q -F -L LSTOREIMG -d "$WORK/store" "$WORK/store.ext4" "${mb}M"
 	# A scratch disk, /dev/vda, also used for persistence.
-	mkfs.ext4 -q -F -L LSTOREPERSIST "$WORK/persist.ext4" 64M
+	mkfs.ext4 -q -F -L LSTOREPERSIST -U "$PERSIST_UUID" "$WORK/persist.ext4" 64M
 	log "images: base.sfs $(du -h "$WORK/base.sfs" | cut -f1), child.sfs $(du -h "$WORK/child.sfs" | cut -f1)"
 }
 
@@ -318,7 +319,7 @@ case_persist() {
 	local kind=$1 n t1 t2 disk
 	disk=$(fresh_disk "$kind-persist")
 	for n in 1 2; do
-		boot "$kind" "$kind-persist-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=LABEL=LSTOREPERSIST:state lstore.persist_paths=/var/lib/lstore-test"
+		boot "$kind" "$kind-persist-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=UUID=$PERSIST_UUID:state lstore.persist_paths=/var/lib/lstore-test"
 		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
 		if [[ $n == 1 ]]; then
 			check_root "$kind-persist-$n" /run/lstore/layers/0
