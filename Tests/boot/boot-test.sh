@@ -266,9 +266,9 @@ timing() {
 	local hook
 	hook=$(sed -n 's/^.*lstore: root is overlay .*(uptime \([0-9.]*\)s to \([0-9.]*\)s).*$/\1 \2/p' "$WORK/logs/$1.log" | head -n1)
 	awk -v u="$(value "$1" userspace-start-us)" -v m="$(value "$1" multi-user-us)" -v h="$hook" \
-		'BEGIN { split(h, t, " ");
-			if (h != "") printf "; guest: hook %.2fs", t[2] - t[1];
-			if (u != "" && m != "") printf ", root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
+		'BEGIN { split(h, t, " "); printf "; guest:";
+			if (h != "") printf " hook %.2fs,", t[2] - t[1];
+			if (u != "" && m != "") printf " root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
 }
 
 report() { # KIND CASE SECONDS-TEXT

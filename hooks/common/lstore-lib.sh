@@ -15,8 +15,10 @@ LSTORE_RUN=${LSTORE_RUN:-/run/lstore}
 LSTORE_NL='
 '
 
+# Progress, on stderr: the console everywhere, also under dracut's systemd services (whose
+# stdout goes to the journal only).
 lstore_msg() {
-	[ "${quiet:-}" = y ] || printf 'lstore: %s\n' "$*"
+	[ "${quiet:-}" = y ] || printf 'lstore: %s\n' "$*" >&2
 }
 
 # One clear line on the console, then the framework's emergency shell. Never returns: if the
