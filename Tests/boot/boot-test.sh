@@ -27,7 +27,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
-KINDS=initcpio,itools,dracut
+KINDS=initcpio,itools,dracut,dracutsh
 CASES=basic,copytoram,stacked,persist,persistall,error,badimage
 TIMEOUT=420
 while getopts k:c:t: opt; do
