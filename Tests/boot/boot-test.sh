@@ -12,10 +12,12 @@
 #   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy
 #   stacked   lstore.device=LABEL=... lstore.image=/images/base.sfs:/images/child.sfs on an ext4
 #             disk; the child is an overlayfs-style diff (a whiteout deletes a base file)
-#   persist   lstore.persist=LABEL=...:state lstore.persist_paths=/var/lib/lstore-test, booted
+#   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
-#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, and the image's init never starts
+#   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, then the emergency shell, which
+#             runs a command typed on the serial console; leaving it prints the line again and
+#             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
 # Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-t SECONDS]
 # Prints one PASS/FAIL line per case and kind; exits non-zero when any failed.
@@ -25,7 +27,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
-KINDS=initcpio,itools,dracut
+KINDS=initcpio,itools,dracut,dracutsh
 CASES=basic,copytoram,stacked,persist,persistall,error,badimage
 TIMEOUT=420
 while getopts k:c:t: opt; do
@@ -48,6 +50,7 @@ mkdir -p "$WORK/logs"
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 TOKEN=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PERSIST_UUID=6c2b1e0a-1e57-4b0f-9d7e-15f0a11c0b07
 
 # ---------------------------------------------------------------- images
 
@@ -118,7 +121,7 @@ build_images() {
 	local mb=$(($(du -sm "$WORK/store" | cut -f1) + 64))
 	mkfs.ext4 -q -F -L LSTOREIMG -d "$WORK/store" "$WORK/store.ext4" "${mb}M"
 	# A scratch disk, /dev/vda, also used for persistence.
-	mkfs.ext4 -q -F -L LSTOREPERSIST "$WORK/persist.ext4" 64M
+	mkfs.ext4 -q -F -L LSTOREPERSIST -U "$PERSIST_UUID" "$WORK/persist.ext4" 64M
 	log "images: base.sfs $(du -h "$WORK/base.sfs" | cut -f1), child.sfs $(du -h "$WORK/child.sfs" | cut -f1)"
 }
 
@@ -260,8 +263,12 @@ value() {
 # timing NAME: the guest's own clock for one boot: when the initramfs handed over to systemd in the
 # image, and when multi-user.target was reached.
 timing() {
-	awk -v u="$(value "$1" userspace-start-us)" -v m="$(value "$1" multi-user-us)" \
-		'BEGIN { if (u != "" && m != "") printf "; guest: root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
+	local hook
+	hook=$(sed -n 's/^.*lstore: root is overlay .*(uptime \([0-9.]*\)s to \([0-9.]*\)s).*$/\1 \2/p' "$WORK/logs/$1.log" | head -n1)
+	awk -v u="$(value "$1" userspace-start-us)" -v m="$(value "$1" multi-user-us)" -v h="$hook" \
+		'BEGIN { split(h, t, " "); printf "; guest:";
+			if (h != "") printf " hook %.2fs,", t[2] - t[1];
+			if (u != "" && m != "") printf " root switched at %.1fs, multi-user at %.1fs", u/1e6, m/1e6 }'
 }
 
 report() { # KIND CASE SECONDS-TEXT
@@ -316,7 +323,7 @@ case_persist() {
 	local kind=$1 n t1 t2 disk
 	disk=$(fresh_disk "$kind-persist")
 	for n in 1 2; do
-		boot "$kind" "$kind-persist-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=LABEL=LSTOREPERSIST:state lstore.persist_paths=/var/lib/lstore-test"
+		boot "$kind" "$kind-persist-$n" "$disk" "boot=lstore lstore.image=/dev/vdb lstore.persist=UUID=$PERSIST_UUID:state lstore.persist_paths=/var/lib/lstore-test"
 		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
 		if [[ $n == 1 ]]; then
 			check_root "$kind-persist-$n" /run/lstore/layers/0
@@ -327,7 +334,7 @@ case_persist() {
 		check "$kind-persist-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw' \
 			'mount=/var/lib/lstore-test /dev/vda\[/state/var/lib/lstore-test\] ext4 rw'
 	done
-	report "$kind" persist "boots ${t1}s, ${t2}s"
+	report "$kind" persist "boots ${t1}s, ${t2}s$(timing "$kind-persist-1")"
 }
 
 # Whole-system persistence: lstore.persist without persist_paths puts the upper layer on the disk.
@@ -344,7 +351,7 @@ case_persistall() {
 		fi
 		check "$kind-persistall-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw'
 	done
-	report "$kind" persistall "boots ${t1}s, ${t2}s"
+	report "$kind" persistall "boots ${t1}s, ${t2}s$(timing "$kind-persistall-1")"
 }
 
 # error_boot KIND CASE APPEND EXPECTED-LINE: the boot stops at one lstore error line.
@@ -363,9 +370,70 @@ error_boot() {
 	report "$kind" "$2" "error after ${BOOT_SECS}s"
 }
 
+# The error case also uses the emergency shell: a command typed there runs, and leaving the shell
+# prints the error again and starts the shell again instead of booting on.
 case_error() {
-	error_boot "$1" error "boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
-		"image device '/dev/vdz' did not appear within 2s"
+	local kind=$1 name=$1-error logf fifo qpid t0 n
+	logf=$WORK/logs/$name.log
+	fifo=$WORK/serial-in
+	rm -f "$fifo"
+	mkfifo "$fifo"
+	: >"$logf"
+	t0=$SECONDS
+	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
+		-kernel "$KERNEL" -initrd "$WORK/initrd-$kind.img" \
+		-append "console=ttyS0 boot=lstore lstore.image=/dev/vdz lstore.timeout=2" \
+		-drive "file=$(fresh_disk "$name"),if=virtio,format=raw" \
+		-drive "file=$WORK/base.sfs,if=virtio,format=raw,readonly=on" \
+		<"$fifo" >"$logf" 2>&1 &
+	qpid=$!
+	exec 3>"$fifo"
+	# until PATTERN appears in the log (up to 90s): 0, else 1
+	until_log() {
+		local t=$SECONDS
+		until tr -d '\r' <"$logf" | grep -qE -- "$1"; do
+			((SECONDS - t < 90)) && kill -0 "$qpid" 2>/dev/null || return 1
+			sleep 0.5
+		done
+	}
+	local prompt='\[rootfs |\(initramfs\) |lstore:.*# |Press Enter for maintenance'
+	if until_log 'lstore: ERROR:'; then
+		BOOT_SECS=$((SECONDS - t0))
+		if until_log "$prompt"; then
+			if grep -q 'Press Enter for maintenance' "$logf"; then
+				printf '\n' >&3
+				until_log 'lstore:.*# ' || true
+			fi
+			sleep 2
+			# shellcheck disable=SC2016 # expanded by the guest's shell
+			printf 'echo SHELL-OK-$((6*7))\n' >&3
+			until_log 'SHELL-OK-42' || CHECK_FAILED+=("$name: a command typed in the emergency shell did not run")
+			printf 'exit\n' >&3
+			local t=$SECONDS
+			while n=$(tr -d '\r' <"$logf" | grep -c 'lstore: ERROR:'); ((n < 2 && SECONDS - t < 90)); do sleep 0.5; done
+			((n >= 2)) || CHECK_FAILED+=("$name: leaving the shell did not print the error again")
+			sleep 5
+		else
+			CHECK_FAILED+=("$name: no emergency shell prompt")
+		fi
+	else
+		BOOT_SECS=$((SECONDS - t0))
+		CHECK_FAILED+=("$name: no lstore error line")
+	fi
+	exec 3>&-
+	kill "$qpid" 2>/dev/null || true
+	wait "$qpid" 2>/dev/null || true
+	rm -f "$fifo"
+	tr -d '\r' <"$logf" >"$logf.tmp" && mv "$logf.tmp" "$logf"
+	grep -qF "lstore: ERROR: image device '/dev/vdz' did not appear within 2s" "$logf" ||
+		CHECK_FAILED+=("$name: not the expected error line")
+	if grep -qE 'LSTORE-CHECK|switch-root.service|Multi-User System|Switching root' "$logf"; then
+		CHECK_FAILED+=("$name: the system booted on")
+	fi
+	# One line per failure: the error, then the shell; a second one only after leaving the shell.
+	n=$(grep -c 'lstore: ERROR:' "$logf" || true)
+	((n <= 2)) || CHECK_FAILED+=("$name: $n error lines for one error and one exit")
+	report "$kind" error "error after ${BOOT_SECS}s; shell ran a command; exit: error again, no boot"
 }
 
 case_badimage() {

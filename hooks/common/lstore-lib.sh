@@ -15,8 +15,10 @@ LSTORE_RUN=${LSTORE_RUN:-/run/lstore}
 LSTORE_NL='
 '
 
+# Progress, on stderr: the console everywhere, also under dracut's systemd services (whose
+# stdout goes to the journal only).
 lstore_msg() {
-	[ "${quiet:-}" = y ] || printf 'lstore: %s\n' "$*"
+	[ "${quiet:-}" = y ] || printf 'lstore: %s\n' "$*" >&2
 }
 
 # One clear line on the console, then the framework's emergency shell. Never returns: if the
@@ -206,6 +208,7 @@ _lstore_sqfs_bytes() {
 # lstore_mount_root NEWROOT: the whole job. On return, NEWROOT is the overlay.
 lstore_mount_root() {
 	_lstore_newroot=$1
+	read -r _lstore_up0 _lstore_x </proc/uptime 2>/dev/null || _lstore_up0='?'
 	[ -n "$_lstore_newroot" ] || lstore_fail "no mount point given for the new root"
 	[ -n "${LSTORE_IMAGE:-}" ] || lstore_parse_cmdline || lstore_fail "lstore.image is not on the kernel command line"
 
@@ -352,6 +355,7 @@ lstore_mount_root() {
 		IFS=$_lstore_oldifs
 	fi
 
-	lstore_msg "root is overlay of $_lstore_count layer(s) ($LSTORE_IMAGE${LSTORE_DEVICE:+ on $LSTORE_DEVICE}), upper on $_lstore_rw"
+	read -r _lstore_up1 _lstore_x </proc/uptime 2>/dev/null || _lstore_up1='?'
+	lstore_msg "root is overlay of $_lstore_count layer(s) ($LSTORE_IMAGE${LSTORE_DEVICE:+ on $LSTORE_DEVICE}), upper on $_lstore_rw (uptime ${_lstore_up0}s to ${_lstore_up1}s)"
 	return 0
 }
