@@ -2,7 +2,7 @@
 // lstore: immutable, reproducible, inheritable root filesystems.
 //
 // Dependencies point one way:
-//   lstore → LStoreCLI → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
+//   lstore → LStoreCLI → LStoreSync → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
 import PackageDescription
 
 /// A C library that Debian ships as `apt` package `apt`, found through pkg-config name `pkg`.
@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
@@ -32,6 +32,9 @@ let package = Package(
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Moving layers between stores: the protocol (spec/protocol.md), its HTTP and ssh carriers on
+        // POSIX sockets and pipes, the server, pull and push.
+        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree"]),
         // Tarballs in and out (pax with xattrs), through libarchive.
         .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
         // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
@@ -56,5 +59,6 @@ let package = Package(
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )

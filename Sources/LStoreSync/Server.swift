@@ -1,0 +1,194 @@
+import Foundation
+import LStoreTree
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves a store over HTTP/1.1: one thread per connection, at most `maxConnections` at once,
+/// one request per connection (`Connection: close`). Every request is a POST of protocol frames to
+/// `…/lstore/v1`; the answer is frames up to the end of the stream. See spec/protocol.md, "HTTP".
+public final class HTTPServer: @unchecked Sendable {
+    public let service: Service
+    public let maxConnections: Int
+    /// Seconds a connection may stay silent.
+    public let timeout: Double
+    private let listener: Int32
+    private let active = Mutex(0)
+
+    /// Listens on `address` (`HOST:PORT`, `[V6]:PORT`; port 0 picks a free one).
+    public init(service: Service, address: String, maxConnections: Int = 32, timeout: Double = 60) throws {
+        self.service = service
+        self.maxConnections = maxConnections
+        self.timeout = timeout
+        let (host, port) = try splitHostPort(address, defaultPort: nil)
+        listener = try listen(host: host, port: port)
+    }
+
+    /// The port the server listens on.
+    public var port: UInt16 {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        let family = address.ss_family
+        return withUnsafePointer(to: &address) { pointer in
+            if family == sa_family_t(AF_INET6) {
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+        }
+    }
+
+    /// Accepts connections until the process ends.
+    public func run() throws -> Never {
+        while true {
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                    if errno == EMFILE || errno == ENFILE { usleep(100_000) }
+                    continue
+                }
+                throw FileError(path: "listening socket", operation: "accept", errno: errno)
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            let admitted = active.withLock { count -> Bool in
+                guard count < maxConnections else { return false }
+                count += 1
+                return true
+            }
+            guard admitted else {
+                let busy = Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
+                _ = busy.withUnsafeBytes { Glibc.send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                close(fd)
+                continue
+            }
+            Thread.detachNewThread { [self] in
+                serve(fd)
+                close(fd)
+                active.withLock { $0 -= 1 }
+            }
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        let input = ChannelReader(fd: fd, name: "client", timeout: timeout)
+        let output = ChannelWriter(fd: fd, name: "client", timeout: timeout)
+        func reply(_ status: String) {
+            try? output.write(Array("HTTP/1.1 \(status)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+            try? output.flush()
+        }
+        do {
+            let requestLine = try input.readLine(maxLength: 8192).split(separator: " ")
+            var length: Int?
+            var chunked = false
+            for _ in 0..<100 {
+                let line = try input.readLine(maxLength: 8192)
+                if line.isEmpty { break }
+                guard let colon = line.firstIndex(of: ":") else { return reply("400 Bad Request") }
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                if name == "content-length" { length = Int(value) }
+                if name == "transfer-encoding" { chunked = true }
+            }
+            guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/1.") else { return reply("400 Bad Request") }
+            guard requestLine[1].hasSuffix(SyncProtocol.httpPath) else { return reply("404 Not Found") }
+            guard requestLine[0] == "POST" else { return reply("405 Method Not Allowed") }
+            guard !chunked else { return reply("501 Not Implemented") }
+            guard let length, length >= 0 else { return reply("411 Length Required") }
+            guard length <= SyncProtocol.maxRequestBody else { return reply("413 Content Too Large") }
+            input.limit = length
+            try output.write(Array("HTTP/1.1 200 OK\r\nContent-Type: application/x-lstore\r\nConnection: close\r\n\r\n".utf8))
+            do {
+                try service.answer(input, output)
+            } catch {
+                try FrameWriter(channel: output).error(.badRequest, "\(error)")
+            }
+            try output.flush()
+            shutdown(fd, Int32(SHUT_WR))
+        } catch {
+            // The client went away or broke the protocol: nothing more to say to it.
+        }
+    }
+}
+
+/// Serves one client on standard input and output (`lstore serve --stdio`, what ssh runs) until
+/// it closes its end.
+public func serveStandardStreams(_ service: Service, timeout: Double = 3600) throws {
+    let input = ChannelReader(fd: 0, name: "standard input", timeout: timeout)
+    let output = ChannelWriter(fd: 1, name: "standard output", timeout: timeout)
+    while !(try input.atEnd()) {
+        do {
+            try service.answer(input, output)
+        } catch {
+            // After a broken request the stream cannot be trusted: say why, then stop.
+            try? FrameWriter(channel: output).error(.badRequest, "\(error)")
+            throw error
+        }
+        try output.flush()
+    }
+}
+
+/// Splits `HOST:PORT` or `[V6]:PORT`.
+func splitHostPort(_ text: String, defaultPort: UInt16?) throws -> (host: String, port: UInt16) {
+    var host = Substring(text)
+    var portText: Substring?
+    if host.hasPrefix("[") {
+        guard let close = host.firstIndex(of: "]") else { throw SyncError.invalidURL(text) }
+        let rest = host[host.index(after: close)...]
+        host = host[host.index(after: host.startIndex)..<close]
+        if rest.hasPrefix(":") { portText = rest.dropFirst() } else if !rest.isEmpty { throw SyncError.invalidURL(text) }
+    } else if let colon = host.lastIndex(of: ":") {
+        portText = host[host.index(after: colon)...]
+        host = host[..<colon]
+    }
+    guard !host.isEmpty else { throw SyncError.invalidURL(text) }
+    if let portText {
+        guard let port = UInt16(portText) else { throw SyncError.invalidURL(text) }
+        return (String(host), port)
+    }
+    guard let defaultPort else { throw SyncError.connection("'\(text)': give an address as HOST:PORT") }
+    return (String(host), defaultPort)
+}
+
+/// The addresses `host` and `port` name, as getaddrinfo(3) gives them.
+func withAddresses<T>(host: String, port: UInt16, passive: Bool, _ body: (UnsafePointer<addrinfo>) throws -> T?) throws -> T {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    hints.ai_flags = passive ? AI_PASSIVE : 0
+    var list: UnsafeMutablePointer<addrinfo>?
+    let status = getaddrinfo(host, String(port), &hints, &list)
+    guard status == 0, let list else {
+        throw SyncError.connection("\(host): \(String(cString: gai_strerror(status)))")
+    }
+    defer { freeaddrinfo(list) }
+    var lastError: Error = SyncError.connection("\(host): no address")
+    var entry: UnsafeMutablePointer<addrinfo>? = list
+    while let current = entry {
+        do {
+            if let result = try body(current) { return result }
+        } catch {
+            lastError = error
+        }
+        entry = current.pointee.ai_next
+    }
+    throw lastError
+}
+
+private func listen(host: String, port: UInt16) throws -> Int32 {
+    try withAddresses(host: host, port: port, passive: true) { info -> Int32? in
+        let fd = try systemCall("socket", path: host) {
+            socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
+        }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0, Glibc.listen(fd, 128) == 0 else {
+            let code = errno
+            close(fd)
+            throw FileError(path: "\(host):\(port)", operation: "listen", errno: code)
+        }
+        return fd
+    }
+}

@@ -1,0 +1,260 @@
+import LStoreStore
+import LStoreTree
+
+/// The protocol's fixed numbers and limits. See spec/protocol.md.
+public enum SyncProtocol {
+    public static let version: UInt32 = 1
+    /// The HTTP path every request is POSTed to.
+    public static let httpPath = "/lstore/v1"
+    static let frameHeaderSize = 12
+    /// Longest payload of any frame but `object`.
+    static let maxControlFrame = 4 << 20
+    /// Longest `object` frame: an entry header and the largest stored object.
+    static let maxObjectFrame = PackEntry.headerSize + PackEntry.maxObjectSize
+    /// Most ids one `have` or `fetch` request may name.
+    static let maxIdsPerRequest = 65536
+    /// Most refs a peer may list.
+    static let maxRefs = 1 << 20
+    /// Longest token.
+    static let maxTokenLength = 4096
+    /// Longest request body an HTTP server accepts (a push batch is at most `pushBatchBytes` of objects).
+    static let maxRequestBody = 512 << 20
+    /// How much object data one push request carries; each batch is durable on the peer before the next.
+    static let pushBatchBytes = 64 << 20
+}
+
+/// Frame types. See spec/protocol.md, "Frames".
+enum FrameType: UInt32, CustomStringConvertible {
+    case request = 1
+    case info = 2
+    case ref = 3
+    case ids = 4
+    case bits = 5
+    case object = 6
+    case update = 7
+    case result = 8
+    case error = 9
+    case end = 10
+
+    var description: String {
+        switch self {
+        case .request: "request"
+        case .info: "info"
+        case .ref: "ref"
+        case .ids: "ids"
+        case .bits: "bits"
+        case .object: "object"
+        case .update: "update"
+        case .result: "result"
+        case .error: "error"
+        case .end: "end"
+        }
+    }
+}
+
+/// The operation a request asks for.
+enum Operation: UInt8 {
+    case refs = 1
+    case have = 2
+    case fetch = 3
+    case push = 4
+    case updateRef = 5
+}
+
+/// The error codes of an `error` frame.
+public enum PeerErrorCode: UInt32, Sendable {
+    case badRequest = 1
+    case unauthorized = 2
+    case readOnly = 3
+    case refMoved = 4
+    case missingObject = 5
+    case unsupportedVersion = 6
+    case failed = 7
+}
+
+/// What goes wrong talking to a peer, each as the one line lstore prints.
+public enum SyncError: Error, CustomStringConvertible, Equatable {
+    /// The stream ended before a message did.
+    case truncated(String)
+    /// Nothing arrived (or nothing could be sent) for too long.
+    case timeout(String, seconds: Double)
+    /// Bytes that break the protocol: an unknown frame, a length beyond the limits, an object never asked for.
+    case protocolViolation(String)
+    /// The peer answered with an error.
+    case peer(PeerErrorCode, String)
+    case invalidURL(String)
+    case unknownRemote(String)
+    case connection(String)
+
+    public var description: String {
+        switch self {
+        case .truncated(let name): "\(name): the peer's stream ended in the middle of a message"
+        case .timeout(let name, let seconds): "\(name): nothing for \(Int(seconds)) s; gave up"
+        case .protocolViolation(let message): "protocol violation: \(message)"
+        case .peer(_, let message): "the peer refused: \(message)"
+        case .invalidURL(let url): "'\(url)' is not a remote URL (http://HOST:PORT[/PATH] or ssh://[USER@]HOST[:PORT]/STORE)"
+        case .unknownRemote(let name): "no remote named '\(name)' (lstore remote add NAME URL)"
+        case .connection(let message): message
+        }
+    }
+}
+
+/// Writes frames: a 12-byte header (`u32 type`, `u64 payload length`) and the payload.
+struct FrameWriter {
+    let channel: ChannelWriter
+
+    func frame(_ type: FrameType, _ payload: [UInt8]) throws {
+        try payload.withUnsafeBytes { try frame(type, $0) }
+    }
+
+    func frame(_ type: FrameType, _ payload: UnsafeRawBufferPointer) throws {
+        var header = WireWriter()
+        header.u32(type.rawValue)
+        header.u64(UInt64(payload.count))
+        try channel.write(header.bytes)
+        try channel.write(payload)
+    }
+
+    func end() throws {
+        try frame(.end, [])
+        try channel.flush()
+    }
+
+    func error(_ code: PeerErrorCode, _ message: String) throws {
+        var payload = WireWriter()
+        payload.u32(code.rawValue)
+        payload.append(Array(message.utf8.prefix(4000)))
+        try frame(.error, payload.bytes)
+        try end()
+    }
+
+    /// Bytes a frame of `payloadLength` bytes takes on the wire.
+    static func size(payload payloadLength: Int) -> Int { SyncProtocol.frameHeaderSize + payloadLength }
+}
+
+/// Reads frames, refusing unknown types and payloads longer than the limits before reading them.
+struct FrameReader {
+    let channel: ChannelReader
+
+    /// The next frame. An `error` frame from the peer is thrown as `SyncError.peer`.
+    func next(allowing types: Set<FrameType>) throws -> (type: FrameType, payload: [UInt8]) {
+        let header = try channel.read(exactly: SyncProtocol.frameHeaderSize)
+        var reader = WireReader(header, what: channel.name)
+        let rawType = try reader.u32()
+        let length = try reader.u64()
+        guard let type = FrameType(rawValue: rawType) else {
+            throw SyncError.protocolViolation("\(channel.name): unknown frame type \(rawType)")
+        }
+        let cap = type == .object ? SyncProtocol.maxObjectFrame : SyncProtocol.maxControlFrame
+        guard length <= UInt64(cap) else {
+            throw SyncError.protocolViolation("\(channel.name): a \(type) frame of \(length) bytes (at most \(cap))")
+        }
+        let payload = try channel.read(exactly: Int(length))
+        if type == .error {
+            var error = WireReader(payload, what: channel.name)
+            let code = PeerErrorCode(rawValue: (try? error.u32()) ?? 0) ?? .failed
+            throw SyncError.peer(code, String(decoding: error.rest(), as: UTF8.self).printableLine)
+        }
+        guard types.contains(type) else {
+            throw SyncError.protocolViolation("\(channel.name): a \(type) frame where \(types.map(\.description).sorted().joined(separator: " or ")) belongs")
+        }
+        return (type, payload)
+    }
+
+    func expectEnd() throws {
+        _ = try next(allowing: [.end])
+    }
+}
+
+/// Little-endian integers and bytes into a payload.
+struct WireWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ value: UInt8) { bytes.append(value) }
+    mutating func u16(_ value: UInt16) { integer(value) }
+    mutating func u32(_ value: UInt32) { integer(value) }
+    mutating func u64(_ value: UInt64) { integer(value) }
+    mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
+    mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+
+    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+}
+
+/// Reads a payload; too few bytes throw a protocol violation, never trap.
+struct WireReader {
+    let bytes: [UInt8]
+    let what: String
+    private(set) var offset = 0
+
+    init(_ bytes: [UInt8], what: String) {
+        self.bytes = bytes
+        self.what = what
+    }
+
+    var isAtEnd: Bool { offset == bytes.count }
+
+    mutating func u8() throws -> UInt8 { try integer() }
+    mutating func u16() throws -> UInt16 { try integer() }
+    mutating func u32() throws -> UInt32 { try integer() }
+    mutating func u64() throws -> UInt64 { try integer() }
+
+    mutating func take(_ count: Int) throws -> ArraySlice<UInt8> {
+        guard count >= 0, count <= bytes.count - offset else { throw truncated() }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
+    mutating func digest() throws -> Digest { Digest(try take(Digest.byteCount)) }
+
+    mutating func rest() -> ArraySlice<UInt8> {
+        defer { offset = bytes.count }
+        return bytes[offset...]
+    }
+
+    func expectEnd() throws {
+        guard isAtEnd else { throw SyncError.protocolViolation("\(what): \(bytes.count - offset) bytes too many in a frame") }
+    }
+
+    private mutating func integer<T: FixedWidthInteger>() throws -> T {
+        let size = MemoryLayout<T>.size
+        guard size <= bytes.count - offset else { throw truncated() }
+        var value: T = 0
+        withUnsafeMutableBytes(of: &value) { out in
+            for i in 0..<size { out[i] = bytes[offset + i] }
+        }
+        offset += size
+        return T(littleEndian: value)
+    }
+
+    private func truncated() -> SyncError { .protocolViolation("\(what): a frame shorter than its fields") }
+}
+
+extension String {
+    /// The text with control characters shown as `?`, on one line: safe to print whatever a peer sent.
+    var printableLine: String {
+        String(unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7f ? "?" : Character($0) })
+    }
+}
+
+/// An object named on the wire: its kind and id (33 bytes).
+struct ObjectName: Hashable, Sendable {
+    var kind: ObjectKind
+    var id: Digest
+}
+
+extension WireWriter {
+    mutating func objectName(_ name: ObjectName) {
+        u8(name.kind.rawValue)
+        digest(name.id)
+    }
+}
+
+extension WireReader {
+    mutating func objectName() throws -> ObjectName {
+        let raw = try u8()
+        guard let kind = ObjectKind(rawValue: raw) else { throw SyncError.protocolViolation("\(what): unknown object kind \(raw)") }
+        return ObjectName(kind: kind, id: try digest())
+    }
+}
