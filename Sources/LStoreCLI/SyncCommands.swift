@@ -176,10 +176,13 @@ struct PullCommand: ParsableCommand {
     @Argument(help: "A remote's name or a URL.") var remote: String
     @Argument(help: ArgumentHelp("The peer's ref, and optionally the local name.", valueName: "ref[:local]")) var ref: String
     @Flag(help: "Move the local ref even when the pulled commit does not descend from it.") var force = false
+    @Option(name: .customLong("pack-size"), help: ArgumentHelp("Make what arrived durable every SIZE of objects (an interrupted pull keeps it).", valueName: "size"))
+    var packSize = "64M"
     @OptionGroup var peerOptions: PeerOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        guard let size = parseSize(packSize), size > 0 else { throw ValidationError("invalid --pack-size '\(packSize)'") }
         let (remoteRef, localRef) = try splitRefPair(ref)
         try validateRefName(remoteRef)
         try validateRefName(localRef)
@@ -191,7 +194,7 @@ struct PullCommand: ParsableCommand {
         let peer = try peerOptions.connect(remote, storePath: storeOptions.path)
         let bar = ProgressBar("pulling \(remoteRef)", total: 0, bytes: true)
         let report = try LStoreSync.pull(into: store, from: peer, remoteRef: remoteRef, localRef: localRef, force: force,
-                                         progress: { bar.update($0) })
+                                         publishEvery: UInt64(parseSize(packSize)!), progress: { bar.update($0) })
         bar.finish()
         try describe(report, verb: "pulled", peer: peer, json: output.json)
     }

@@ -12,6 +12,8 @@ final class ChannelReader {
     var timeout: Double
     /// Bytes the stream may still deliver; nil for no limit.
     var limit: Int?
+    /// When the whole message must have arrived (monotonic seconds), however the bytes trickle in.
+    var deadline: Double?
     /// Every byte read from the descriptor so far.
     private(set) var bytesRead: UInt64 = 0
     private var buffer: [UInt8]
@@ -40,7 +42,13 @@ final class ChannelReader {
             end -= start
             start = 0
         }
-        try waitUntilReady(fd, events: Int16(POLLIN), timeout: timeout, name: name)
+        var wait = timeout
+        if let deadline {
+            let left = deadline - monotonicSeconds()
+            guard left > 0 else { throw SyncError.timeout(name, seconds: timeout) }
+            wait = min(wait, left)
+        }
+        try waitUntilReady(fd, events: Int16(POLLIN), timeout: wait, name: name)
         var want = buffer.count - end
         if let limit { want = min(want, limit) }
         let got = try buffer.withUnsafeMutableBytes { raw in
@@ -148,7 +156,7 @@ final class ChannelWriter {
 func waitUntilReady(_ fd: Int32, events: Int16, timeout: Double, name: String) throws {
     var poller = pollfd(fd: fd, events: events, revents: 0)
     let ready = try systemCall("poll", path: name) { poll(&poller, 1, Int32(min(timeout * 1000, Double(Int32.max)))) }
-    if ready == 0 { throw SyncError.timeout(name, seconds: timeout) }
+    if ready == 0 { throw SyncError.timeout(name, seconds: timeout.rounded(.up)) }
 }
 
 /// `send` refuses descriptors that are not sockets (ENOTSOCK); pipes are written with `write`.

@@ -51,7 +51,7 @@ public final class Peer {
                              response: (FrameReader) throws -> T) throws -> T {
         let all = [(FrameType.request, requestFrame(operation))] + frames + [(FrameType.end, [])]
         let length = all.reduce(0) { $0 + FrameWriter.size(payload: $1.1.count) }
-        return try transport.exchange(length: length, body: { writer in
+        return try transport.exchange(length: length, bounded: operation != .fetch, body: { writer in
             for (type, payload) in all { try writer.frame(type, payload) }
         }, response: response)
     }
@@ -118,8 +118,11 @@ public final class Peer {
     /// Asks for `names`; hands each object frame's payload (a pack entry) to `receive` as it comes.
     func fetch(_ names: [ObjectName], receive: ([UInt8]) throws -> Void) throws {
         try exchange(.fetch, Self.idsFrames(names)) { reader in
-            for _ in 0..<names.count {
-                let (_, payload) = try reader.next(allowing: [.object])
+            for (index, name) in names.enumerated() {
+                let (type, payload) = try reader.next(allowing: [.object, .end])
+                guard type == .object else {
+                    throw SyncError.protocolViolation("\(url) did not send \(names.count - index) of the objects it was asked for (\(name.kind) \(name.id.short) first)")
+                }
                 try receive(payload)
             }
             try reader.expectEnd()
@@ -134,7 +137,7 @@ public final class Peer {
             guard let entry = store.packEntryLength(name.id, kind: name.kind) else { throw StoreError.missingObject(name.kind, name.id) }
             length += FrameWriter.size(payload: entry)
         }
-        return try transport.exchange(length: length, body: { writer in
+        return try transport.exchange(length: length, bounded: false, body: { writer in
             try writer.frame(.request, request)
             var buffer: [UInt8] = []
             for name in names {

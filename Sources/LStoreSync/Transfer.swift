@@ -97,7 +97,7 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
 
 /// Sends the commit `revision` names, with every object it reaches that `peer` lacks, then moves
 /// the peer's `remoteRef` to it by compare-and-swap with the value the peer listed (any value
-/// with `force`). Objects go in batches the peer makes durable one by one, so an interrupted push,
+/// with `force`). Without `force`, the pushed commit must descend from that value. Objects go in batches the peer makes durable one by one, so an interrupted push,
 /// run again, does not send them again.
 public func push(from store: Store, to peer: Peer, revision: String, remoteRef: String, force: Bool,
                  progress: ((UInt64) -> Void)? = nil) throws -> TransferReport {
@@ -117,6 +117,9 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
         return report
     }
     if old == commit { return done() }
+    if let old, !force, !(try Walk.ancestors(of: [commit], in: store).contains(old)) {
+        throw SyncError.connection("\(peer.url) has '\(remoteRef)' at \(old.short), which \(revision) does not descend from (pull it first, or push --force)")
+    }
 
     // What the peer holds in full: what its refs reach, as far as this store knows those commits.
     let here = try Walk.ancestors(of: store.refs().map(\.commit), in: store)

@@ -61,8 +61,10 @@ protocol Transport: AnyObject {
     /// Bytes sent and received so far, carrier overhead included.
     var bytesSent: UInt64 { get }
     var bytesReceived: UInt64 { get }
-    /// Sends one request, whose frames `body` writes (`length` bytes in all), and reads the answer with `response`.
-    func exchange<T>(length: Int, body: (FrameWriter) throws -> Void, response: (FrameReader) throws -> T) throws -> T
+    /// Sends one request, whose frames `body` writes (`length` bytes in all), and reads the answer
+    /// with `response`; with `bounded`, the whole answer must arrive within a few timeouts.
+    func exchange<T>(length: Int, bounded: Bool, body: (FrameWriter) throws -> Void,
+                     response: (FrameReader) throws -> T) throws -> T
     func close()
 }
 
@@ -85,7 +87,8 @@ final class HTTPTransport: Transport {
 
     private var name: String { "http://\(host):\(port)" }
 
-    func exchange<T>(length: Int, body: (FrameWriter) throws -> Void, response: (FrameReader) throws -> T) throws -> T {
+    func exchange<T>(length: Int, bounded: Bool, body: (FrameWriter) throws -> Void,
+                     response: (FrameReader) throws -> T) throws -> T {
         let fd = try connect()
         defer { Glibc.close(fd) }
         let output = ChannelWriter(fd: fd, name: name, timeout: timeout)
@@ -102,6 +105,7 @@ final class HTTPTransport: Transport {
         try output.flush()
         precondition(output.bytesWritten - start == UInt64(length), "request body length")
 
+        if bounded { input.deadline = monotonicSeconds() + SyncProtocol.boundedAnswerTimeouts * timeout }
         let status = try input.readLine(maxLength: 8192)
         let parts = status.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1.") else {
@@ -158,6 +162,7 @@ final class StdioTransport: Transport {
     private let toPeer: Pipe
     private let fromPeer: Pipe
     private let name: String
+    private let timeout: Double
 
     var bytesSent: UInt64 { output.bytesWritten }
     var bytesReceived: UInt64 { input.bytesRead }
@@ -171,6 +176,7 @@ final class StdioTransport: Transport {
         arguments += ["-e", "none", "--", (user.map { $0 + "@" } ?? "") + host]
         arguments.append([program, "serve", "--stdio", "--store", path].map(shellQuoted).joined(separator: " "))
         name = "ssh://\(host)"
+        self.timeout = timeout
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [ssh[0]] + arguments
@@ -187,10 +193,12 @@ final class StdioTransport: Transport {
         input = ChannelReader(fd: fromPeer.fileHandleForReading.fileDescriptor, name: name, timeout: timeout)
     }
 
-    func exchange<T>(length: Int, body: (FrameWriter) throws -> Void, response: (FrameReader) throws -> T) throws -> T {
+    func exchange<T>(length: Int, bounded: Bool, body: (FrameWriter) throws -> Void,
+                     response: (FrameReader) throws -> T) throws -> T {
         do {
             try body(FrameWriter(channel: output))
             try output.flush()
+            input.deadline = bounded ? monotonicSeconds() + SyncProtocol.boundedAnswerTimeouts * timeout : nil
             return try response(FrameReader(channel: input))
         } catch let error as SyncError {
             if case .truncated = error, !process.isRunning {

@@ -14,7 +14,9 @@ public enum SyncProtocol {
     /// Most ids one `have` or `fetch` request may name.
     static let maxIdsPerRequest = 65536
     /// Most refs a peer may list.
-    static let maxRefs = 1 << 20
+    static let maxRefs = 100_000
+    /// An answer that is not a stream of objects must arrive whole within this many timeouts.
+    static let boundedAnswerTimeouts = 3.0
     /// Longest token.
     static let maxTokenLength = 4096
     /// Longest request body an HTTP server accepts (a push batch is at most `pushBatchBytes` of objects).
@@ -89,7 +91,7 @@ public enum SyncError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .truncated(let name): "\(name): the peer's stream ended in the middle of a message"
-        case .timeout(let name, let seconds): "\(name): nothing for \(Int(seconds)) s; gave up"
+        case .timeout(let name, let seconds): "\(name): the peer did not answer in time (\(Int(seconds)) s); gave up"
         case .protocolViolation(let message): "protocol violation: \(message)"
         case .peer(_, let message): "the peer refused: \(message)"
         case .invalidURL(let url): "'\(url)' is not a remote URL (http://HOST:PORT[/PATH] or ssh://[USER@]HOST[:PORT]/STORE)"
