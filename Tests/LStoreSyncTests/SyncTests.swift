@@ -1,0 +1,287 @@
+import Foundation
+import LStoreStore
+@testable import LStoreSync
+import LStoreTestSupport
+import LStoreTree
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Two stores on one machine and a real `lstore serve` on 127.0.0.1: layers go both ways, only
+/// what the other side lacks crosses, refs move by compare-and-swap.
+@Suite(.serialized)
+struct SyncTests {
+    let scratch = TemporaryDirectory("sync")
+    var serverStore: String { scratch.sub("a") }
+    var clientStore: String { scratch.sub("b") }
+    var base: String { scratch.sub("base") }
+    var child: String { scratch.sub("child") }
+
+    init() throws {
+        for store in [serverStore, clientStore] {
+            try lstoreOK(["init", "--compression", "zstd:3", "--block-size", "64K"], store: store)
+        }
+        // base: every corner a root filesystem has, and 3 MB of random data; child: base with a
+        // changed file and 2 MB more.
+        if isRoot {
+            try makeCornerTree(base)
+        } else {
+            try sh("mkdir -p \(base)/etc && echo base > \(base)/etc/hostname")
+        }
+        try randomFile(base + "/big", bytes: 3_000_000, seed: 1)
+        try sh("cp -a \(base) \(child) && mkdir -p \(child)/etc && echo child > \(child)/etc/hostname")
+        try randomFile(child + "/extra", bytes: 2_000_000, seed: 2)
+        try lstoreOK(["commit", base, "--ref", "base"], store: serverStore)
+        try lstoreOK(["commit", child, "--ref", "steve/gaming", "--parent", "base"], store: serverStore)
+    }
+
+    func checkout(_ ref: String, from store: String) throws -> String {
+        let directory = scratch.sub("out-\(UInt32.random(in: 0...UInt32.max))")
+        try lstoreOK(["checkout", ref, "--dir", directory], store: store)
+        return try manifest(directory)
+    }
+
+    @Test func pullAndPushGiveByteIdenticalTrees() throws {
+        let server = try serve(serverStore)
+        let url = "http://127.0.0.1:\(server.port)"
+        let pulled = try jsonOK(["pull", url, "steve/gaming:gaming"], store: clientStore)
+        #expect(pulled["ref"] as? String == "gaming")
+        #expect((pulled["objects"] as? [String: Int])?["commits"] == 2, "the child and its parent: \(pulled)")
+        let expected = try manifest(child)
+        #expect(try checkout("gaming", from: clientStore) == expected)
+        #expect(try checkout("steve/gaming", from: serverStore) == expected)
+        #expect(try fsckClean(clientStore))
+
+        // A layer made on the client goes back.
+        let dev = scratch.sub("dev")
+        try sh("cp -a \(child) \(dev) && rm \(dev)/big && echo dev > \(dev)/etc/motd")
+        try lstoreOK(["commit", dev, "--ref", "development", "--parent", "gaming"], store: clientStore)
+        let pushed = try jsonOK(["push", url, "development"], store: clientStore)
+        #expect((pushed["objects"] as? [String: Int])?["commits"] == 1, "only the new commit: \(pushed)")
+        #expect((pushed["objects"] as? [String: Int])?["blocks"] ?? 99 <= 1, "no block of the parent: \(pushed)")
+        #expect(try checkout("development", from: serverStore) == manifest(dev))
+        #expect(try fsckClean(serverStore))
+        let full = try lstore(["fsck", "--full"], store: serverStore)
+        #expect(full.succeeded, "\(full.stdout)")
+    }
+
+    @Test func pullWithTheParentPresentMovesOnlyTheChildsNewBlocks() throws {
+        let server = try serve(serverStore)
+        let url = "http://127.0.0.1:\(server.port)"
+        let first = try jsonOK(["pull", url, "base"], store: clientStore)
+        #expect((first["storedBytes"] as! Int) >= 3_000_000)
+        let second = try jsonOK(["pull", url, "steve/gaming"], store: clientStore)
+        let objects = second["objects"] as! [String: Int]
+        let stored = second["storedBytes"] as! Int
+        let wire = second["wireBytes"] as! Int
+        // 2 MB of new random data is 31 blocks of 64K (the last shorter), plus the changed hostname.
+        #expect(objects["blocks"] == 32, "\(second)")
+        #expect(stored >= 2_000_000 && stored < 2_010_000, "no byte of base: \(second)")
+        #expect(Double(wire) <= Double(stored) * 1.05, "protocol overhead under 5%: \(second)")
+        let noop = try jsonOK(["pull", url, "steve/gaming"], store: clientStore)
+        #expect(noop["upToDate"] as? Bool == true)
+        #expect((noop["wireBytes"] as! Int) < 4096, "\(noop)")
+        #expect(try storedBytes(clientStore) == storedBytes(serverStore), "nothing stored twice")
+        #expect(try fsckClean(clientStore))
+    }
+
+    @Test func serverKilledMidTransferThenPullResumesWithoutResending() throws {
+        try randomFile(child + "/large", bytes: 24_000_000, seed: 3)
+        try lstoreOK(["commit", child, "--ref", "large"], store: serverStore)
+        let server = try serve(serverStore)
+        let port = server.port
+        // The answers pass through a relay at 4 MB/s, so the server dies in the middle.
+        let proxy = try Background("/usr/bin/env", ["python3", repositoryRoot + "/Fixtures/slow-proxy.py", "\(port)", "4000000"])
+        let pull = Process()
+        pull.executableURL = URL(fileURLWithPath: lstoreBinary)
+        pull.arguments = ["--store", clientStore, "pull", "http://127.0.0.1:\(proxy.port)", "large", "--pack-size", "1M"]
+        let errors = Pipe()
+        pull.standardError = errors
+        pull.standardOutput = FileHandle.nullDevice
+        try pull.run()
+        // Once the client has made a few packs durable, the server dies.
+        while pull.isRunning, ((try? FileManager.default.contentsOfDirectory(atPath: clientStore + "/packs")) ?? []).filter({ $0.hasSuffix(".idx") }).count < 3 {
+            usleep(2000)
+        }
+        server.kill()
+        pull.waitUntilExit()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(pull.terminationStatus != 0, "the pull failed")
+        #expect(message.contains("ended in the middle") || message.contains("did not answer"), "\(message)")
+        #expect(!message.contains("\n") || message.split(separator: "\n").count == 1, "one line: \(message)")
+        #expect(try refs(clientStore).isEmpty, "no ref moved")
+        #expect(try fsckClean(clientStore))
+        let arrived = try storedBytes(clientStore)
+        let objectsBefore = try objectCount(clientStore)
+        #expect(arrived > 1_000_000, "some packs were made durable before the kill")
+
+        let restarted = try serve(serverStore, port: port)
+        let again = try jsonOK(["pull", "http://127.0.0.1:\(restarted.port)", "large"], store: clientStore)
+        let fetched = again["storedBytes"] as! Int
+        let fetchedObjects = (again["objects"] as! [String: Int]).values.reduce(0, +)
+        #expect(try objectCount(clientStore) == objectsBefore + fetchedObjects, "nothing stored twice: \(again)")
+        #expect(Double(again["wireBytes"] as! Int) < Double(fetched) * 1.02 + 65536, "nothing that had arrived crossed again: \(again)")
+        // A store that pulls the same in one go ends up with exactly as much.
+        let fresh = scratch.sub("fresh")
+        try lstoreOK(["init", "--compression", "zstd:3", "--block-size", "64K"], store: fresh)
+        try lstoreOK(["pull", "http://127.0.0.1:\(restarted.port)", "large"], store: fresh)
+        #expect(try objectCount(fresh) == objectCount(clientStore))
+        #expect(try checkout("large", from: clientStore) == manifest(child))
+        #expect(try fsckClean(clientStore))
+    }
+
+    @Test func racingPushesOneWinsTheOtherFailsCleanly() throws {
+        let server = try serve(serverStore)
+        let url = "http://127.0.0.1:\(server.port)"
+        let third = scratch.sub("c")
+        try lstoreOK(["init", "--compression", "zstd:3", "--block-size", "64K"], store: third)
+        var commits: [String] = []
+        for (index, store) in [clientStore, third].enumerated() {
+            try lstoreOK(["pull", url, "base"], store: store)
+            let tree = scratch.sub("tree\(index)")
+            try sh("cp -a \(base) \(tree) && mkdir -p \(tree)/etc && echo \(index) > \(tree)/etc/hostname")
+            try randomFile(tree + "/own", bytes: 1_000_000, seed: 10 + index)
+            commits.append(try lstoreOK(["commit", tree, "--ref", "dev"], store: store).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let pushes = try [clientStore, third].map { store -> (Process, Pipe) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: lstoreBinary)
+            process.arguments = ["--store", store, "push", url, "dev"]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            return (process, errors)
+        }
+        var winners: [String] = []
+        for (index, (process, errors)) in pushes.enumerated() {
+            process.waitUntilExit()
+            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            if process.terminationStatus == 0 {
+                winners.append(commits[index])
+            } else {
+                #expect(message.contains("moved") || message.contains("does not descend"), "a clear refusal: \(message)")
+            }
+        }
+        #expect(winners.count == 1, "exactly one push wins")
+        #expect(try refs(serverStore).contains(String(winners.first?.prefix(12) ?? "?")))
+        #expect(try fsckClean(serverStore))
+
+        // The compare-and-swap itself: an update that expects a stale value changes nothing.
+        let peer = try Peer(url: RemoteURL(parsing: url), token: nil)
+        let loser = commits.first { $0 != winners.first }!
+        #expect {
+            try peer.updateRef(RefUpdate(name: "dev", new: Digest(hex: loser)!, expected: .absent))
+        } throws: { error in
+            guard case SyncError.peer(.refMoved, let message) = error else { return false }
+            return message.contains("moved")
+        }
+        #expect(try refs(serverStore).contains(String(winners[0].prefix(12))))
+        // --force overwrites.
+        let loserStore = loser == commits[0] ? clientStore : third
+        try lstoreOK(["push", url, "dev", "--force"], store: loserStore)
+        #expect(try refs(serverStore).contains(String(loser.prefix(12))))
+    }
+
+    @Test func tokensReadOnlyAndPrivateServers() throws {
+        try sh("printf 's3cret\\n# a comment\\nother-token\\n' > \(scratch.sub("tokens")) && echo wrong > \(scratch.sub("bad"))")
+        try lstoreOK(["commit", child, "--ref", "mine"], store: clientStore)
+        let guarded = try serve(serverStore, ["--token-file", scratch.sub("tokens")])
+        let url = "http://127.0.0.1:\(guarded.port)"
+        try lstoreOK(["pull", url, "base"], store: clientStore)
+        let anonymous = try lstore(["push", url, "mine"], store: clientStore)
+        #expect(!anonymous.succeeded && anonymous.stderr.contains("a token is required"), "\(anonymous.stderr)")
+        let wrong = try lstore(["push", url, "mine", "--token-file", scratch.sub("bad")], store: clientStore)
+        #expect(!wrong.succeeded && wrong.stderr.contains("not valid"), "\(wrong.stderr)")
+        try lstoreOK(["push", url, "mine"], store: clientStore, environment: ["LSTORE_TOKEN": "other-token"])
+        #expect(try refs(serverStore).contains("mine"))
+
+        let readOnly = try serve(serverStore, ["--read-only"])
+        let refused = try lstore(["push", "http://127.0.0.1:\(readOnly.port)", "mine:other"], store: clientStore)
+        #expect(!refused.succeeded && refused.stderr.contains("read-only"), "\(refused.stderr)")
+
+        let privateServer = try serve(serverStore, ["--token-file", scratch.sub("tokens"), "--private"])
+        let privateURL = "http://127.0.0.1:\(privateServer.port)"
+        let denied = try lstore(["pull", privateURL, "steve/gaming"], store: clientStore)
+        #expect(!denied.succeeded && denied.stderr.contains("a token is required"), "\(denied.stderr)")
+        try lstoreOK(["pull", privateURL, "steve/gaming", "--token-file", scratch.sub("tokens")], store: clientStore)
+        #expect(try fsckClean(serverStore) && fsckClean(clientStore))
+    }
+
+    @Test func remotesByName() throws {
+        let server = try serve(serverStore)
+        try lstoreOK(["remote", "add", "desk", "http://127.0.0.1:\(server.port)"], store: clientStore)
+        #expect(try lstoreOK(["remote", "list"], store: clientStore) == "desk\thttp://127.0.0.1:\(server.port)\n")
+        let duplicate = try lstore(["remote", "add", "desk", "http://127.0.0.1:1"], store: clientStore)
+        #expect(!duplicate.succeeded && duplicate.stderr.contains("exists already"))
+        let bad = try lstore(["remote", "add", "odd", "ftp://x"], store: clientStore)
+        #expect(!bad.succeeded && bad.stderr.contains("not a remote URL"), "\(bad.stderr)")
+        try lstoreOK(["pull", "desk", "steve/gaming"], store: clientStore)
+        #expect(try checkout("steve/gaming", from: clientStore) == manifest(child))
+        try lstoreOK(["remote", "rm", "desk"], store: clientStore)
+        let gone = try lstore(["pull", "desk", "base"], store: clientStore)
+        #expect(!gone.succeeded && gone.stderr.contains("no remote named 'desk'"), "\(gone.stderr)")
+    }
+
+    @Test func refusalsNameTheirInput() throws {
+        let server = try serve(serverStore)
+        let url = "http://127.0.0.1:\(server.port)"
+        let unknown = try lstore(["pull", url, "nothing"], store: clientStore)
+        #expect(!unknown.succeeded && unknown.stderr.contains("has no ref 'nothing'"), "\(unknown.stderr)")
+        let badName = try lstore(["pull", url, "base:bad..name/"], store: clientStore)
+        #expect(!badName.succeeded && badName.stderr.contains("invalid ref name"), "\(badName.stderr)")
+        let other = scratch.sub("other")
+        try lstoreOK(["init", "--block-size", "128K"], store: other)
+        let sizes = try lstore(["pull", url, "base"], store: other)
+        #expect(!sizes.succeeded && sizes.stderr.contains("64K blocks"), "\(sizes.stderr)")
+        let closed = try lstore(["pull", "http://127.0.0.1:1", "base"], store: clientStore)
+        #expect(!closed.succeeded && closed.stderr.contains("cannot connect"), "\(closed.stderr)")
+        // A pull that would not go forward needs --force.
+        try lstoreOK(["pull", url, "steve/gaming:line"], store: clientStore)
+        let backwards = try lstore(["pull", url, "base:line"], store: clientStore)
+        #expect(!backwards.succeeded && backwards.stderr.contains("--force"), "\(backwards.stderr)")
+        try lstoreOK(["pull", url, "base:line", "--force"], store: clientStore)
+    }
+}
+
+/// A peer that misbehaves on purpose (Fixtures/hostile-peer.py): each case is one clear error, costs
+/// little, and leaves the local store as it was.
+@Suite(.serialized)
+struct HostilePeerTests {
+    let scratch = TemporaryDirectory("hostile")
+    var source: String { scratch.sub("source") }
+    var store: String { scratch.sub("store") }
+
+    init() throws {
+        for path in [source, store] { try lstoreOK(["init"], store: path) }
+        try sh("mkdir -p \(scratch.sub("tree")) && echo hello > \(scratch.sub("tree"))/file")
+        try randomFile(scratch.sub("tree") + "/data", bytes: 300_000, seed: 5)
+        try lstoreOK(["commit", scratch.sub("tree"), "--ref", "real"], store: source)
+        try sh("mkdir -p \(scratch.sub("own")) && echo own > \(scratch.sub("own"))/file")
+        try lstoreOK(["commit", scratch.sub("own"), "--ref", "mine"], store: store)
+    }
+
+    @Test(arguments: [
+        ("wrong-bytes", "does not hash to its id"),
+        ("truncated", "ended in the middle"),
+        ("huge-frame", "a object frame of 1152921504606846976 bytes"),
+        ("missing", "did not send 1 of the objects"),
+        ("endless", "more than 100000 refs"),
+        ("stall", "did not answer in time"),
+    ])
+    func refusedWithAClearErrorAndTheStoreUnchanged(mode: String, expected: String) throws {
+        let peer = try Background("/usr/bin/env", ["python3", repositoryRoot + "/Fixtures/hostile-peer.py", mode, source])
+        let refsBefore = try refs(store)
+        let bytesBefore = try storedBytes(store)
+        let started = Date()
+        let result = try lstore(["pull", "http://127.0.0.1:\(peer.port)", "evil", "--timeout", "1"], store: store)
+        #expect(!result.succeeded)
+        #expect(result.stderr.contains(expected), "\(mode): \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+        #expect(Date().timeIntervalSince(started) < 20, "bounded time")
+        #expect(try refs(store) == refsBefore, "no ref moved")
+        #expect(try storedBytes(store) == bytesBefore, "nothing unverified was stored")
+        #expect(try fsckClean(store))
+    }
+}
