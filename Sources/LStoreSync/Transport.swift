@@ -201,7 +201,8 @@ final class StdioTransport: Transport {
             input.deadline = bounded ? monotonicSeconds() + SyncProtocol.boundedAnswerTimeouts * timeout : nil
             return try response(FrameReader(channel: input))
         } catch let error as SyncError {
-            if case .truncated = error, !process.isRunning {
+            // ssh closed its output: it is exiting, most likely with the reason on standard error.
+            if case .truncated = error, exited(within: 2) {
                 throw SyncError.connection("\(name): ssh exited with status \(process.terminationStatus)")
             }
             throw error
@@ -209,6 +210,12 @@ final class StdioTransport: Transport {
             process.waitUntilExit()
             throw SyncError.connection("\(name): ssh exited with status \(process.terminationStatus)")
         }
+    }
+
+    private func exited(within seconds: Double) -> Bool {
+        let deadline = monotonicSeconds() + seconds
+        while process.isRunning && monotonicSeconds() < deadline { usleep(10_000) }
+        return !process.isRunning
     }
 
     func close() {

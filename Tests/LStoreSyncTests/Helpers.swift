@@ -85,3 +85,16 @@ func storedBytes(_ store: String) throws -> Int {
 func randomFile(_ path: String, bytes count: Int, seed: Int) throws {
     try sh("python3 -c \"import random; r=random.Random(\(seed)); open('\(path)','wb').write(r.randbytes(\(count)))\"")
 }
+
+/// True when something accepts TCP connections on 127.0.0.1:`port`.
+func canConnect(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}

@@ -285,3 +285,80 @@ struct HostilePeerTests {
         #expect(try fsckClean(store))
     }
 }
+
+/// `ssh://` remotes over a real sshd on a loopback port, started by the test with its own config
+/// and a key made for it: `lstore serve --stdio` runs on the far side, as git's transport does.
+@Suite(.serialized, .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd")))
+struct SSHTests {
+    let scratch = TemporaryDirectory("ssh")
+    var serverStore: String { scratch.sub("a") }
+    var clientStore: String { scratch.sub("b") }
+
+    /// Starts sshd (as a daemon of its own, stopped through its pid file) on a free loopback port;
+    /// returns a function that stops it, and the port.
+    func startSSHD() throws -> (stop: () -> Void, port: Int) {
+        let dir = scratch.sub("sshd")
+        let port = Int(try sh("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
+            .trimmingCharacters(in: .whitespacesAndNewlines))!
+        try sh("""
+            mkdir -p \(dir) /run/sshd && chmod 700 \(dir)
+            ssh-keygen -q -t ed25519 -N '' -f \(dir)/host_key
+            ssh-keygen -q -t ed25519 -N '' -f \(dir)/client_key
+            cp \(dir)/client_key.pub \(dir)/authorized_keys
+            cat > \(dir)/sshd_config <<CONFIG
+            Port \(port)
+            ListenAddress 127.0.0.1
+            HostKey \(dir)/host_key
+            PidFile \(dir)/sshd.pid
+            AuthorizedKeysFile \(dir)/authorized_keys
+            PermitRootLogin prohibit-password
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            UsePAM no
+            StrictModes no
+            CONFIG
+            """)
+        try sh("/usr/sbin/sshd -f \(dir)/sshd_config")
+        for _ in 0..<200 where !canConnect(port: port) {
+            usleep(50_000)
+        }
+        return ({ _ = try? sh("kill $(cat \(dir)/sshd.pid)") }, port)
+    }
+
+    @Test func pushAndPullOverSSH() throws {
+        for store in [serverStore, clientStore] {
+            try lstoreOK(["init", "--compression", "zstd:3"], store: store)
+        }
+        let tree = scratch.sub("tree")
+        try makeCornerTree(tree)
+        try randomFile(tree + "/big", bytes: 1_000_000, seed: 7)
+        try lstoreOK(["commit", tree, "--ref", "base"], store: clientStore)
+        let (stopSSHD, port) = try startSSHD()
+        defer { stopSSHD() }
+        let key = scratch.sub("sshd/client_key")
+        let environment = [
+            "LSTORE_SSH": "ssh -i \(key) -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            "LSTORE_REMOTE_LSTORE": lstoreBinary,
+        ]
+        let url = "ssh://root@127.0.0.1:\(port)\(serverStore)"
+        let pushed = try jsonOK(["push", url, "base:steve/base"], store: clientStore, environment: environment)
+        #expect((pushed["objects"] as? [String: Int])?["commits"] == 1, "\(pushed)")
+        let out = scratch.sub("out")
+        try lstoreOK(["checkout", "steve/base", "--dir", out], store: serverStore)
+        #expect(try manifest(out) == manifest(tree))
+
+        // And back into a third store, by a remote name.
+        let third = scratch.sub("c")
+        try lstoreOK(["init", "--compression", "zstd:3"], store: third)
+        try lstoreOK(["remote", "add", "desk", url], store: third)
+        try lstoreOK(["pull", "desk", "steve/base:base"], store: third, environment: environment)
+        let back = scratch.sub("back")
+        try lstoreOK(["checkout", "base", "--dir", back], store: third)
+        #expect(try manifest(back) == manifest(tree))
+        for store in [serverStore, clientStore, third] { #expect(try fsckClean(store)) }
+
+        // A peer that refuses the key is one clear line.
+        let refused = try lstore(["pull", "ssh://nobody@127.0.0.1:\(port)\(serverStore)", "steve/base"], store: third, environment: environment)
+        #expect(!refused.succeeded && refused.stderr.contains("ssh exited with status 255"), "\(refused.stderr)")
+    }
+}
