@@ -148,7 +148,7 @@ func describe(_ report: TransferReport, verb: String, peer: Peer, json: Bool) th
         for kind in kinds { objects["\(kind)s"] = report.objects[kind] ?? 0 }
         return try printJSON([
             "ref": report.ref, "old": report.old?.hex ?? NSNull(), "new": report.new.hex, "upToDate": report.upToDate,
-            "objects": objects, "storedBytes": report.storedBytes, "wireBytes": report.wireBytes,
+            "objects": objects, "storedBytes": report.storedBytes, "blockBytes": report.blockBytes, "wireBytes": report.wireBytes,
             "seconds": (report.seconds * 1000).rounded() / 1000, "remote": "\(peer.url)",
         ] as [String: Any])
     }

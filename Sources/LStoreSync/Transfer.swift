@@ -14,6 +14,8 @@ public struct TransferReport: Sendable {
     public var objects: [ObjectKind: Int] = [:]
     /// Stored (compressed) bytes of the objects that crossed.
     public var storedBytes: UInt64 = 0
+    /// The part of `storedBytes` that is blocks (file data).
+    public var blockBytes: UInt64 = 0
     /// Every byte sent and received, protocol and carrier included.
     public var wireBytes: UInt64 = 0
     public var seconds: Double = 0
@@ -69,6 +71,7 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
                     }
                     report.objects[entry.kind, default: 0] += 1
                     report.storedBytes += UInt64(entry.storedLength)
+                    if entry.kind == .block { report.blockBytes += UInt64(entry.storedLength) }
                     progress?(report.storedBytes)
                 }
                 if report.storedBytes - published >= publishEvery {
@@ -145,6 +148,7 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
         _ = try peer.push(batch, from: store)
         for name in batch {
             report.objects[name.kind, default: 0] += 1
+            if name.kind == .block { report.blockBytes += UInt64(store.packEntryLength(name.id, kind: .block)! - PackEntry.headerSize) }
         }
         report.storedBytes += UInt64(batchBytes)
         progress?(report.storedBytes)
