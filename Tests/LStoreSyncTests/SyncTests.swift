@@ -286,6 +286,101 @@ struct HostilePeerTests {
     }
 }
 
+/// A client that misbehaves on purpose (Fixtures/hostile-client.py) against a real `lstore serve`:
+/// each request is refused with a clear error, the served store is unchanged, the server serves on.
+@Suite(.serialized)
+struct HostileClientTests {
+    let scratch = TemporaryDirectory("hostile-client")
+    var store: String { scratch.sub("store") }
+
+    init() throws {
+        try lstoreOK(["init"], store: store)
+        try sh("mkdir -p \(scratch.sub("tree")) && echo hello > \(scratch.sub("tree"))/file")
+        try lstoreOK(["commit", scratch.sub("tree"), "--ref", "base"], store: store)
+    }
+
+    @Test(arguments: [
+        ("wrong-bytes", "error 7 corrupt store data: pushed object: block"),
+        ("huge-frame", "error 1 protocol violation: client: a object frame of 1152921504606846976 bytes"),
+        ("missing", "error 5 missing commit object"),
+        ("bad-name", "error 7 invalid ref name '../x'"),
+        ("garbage", "error 1 protocol violation: client: unknown frame type"),
+    ])
+    func refusedAndTheStoreUnchanged(mode: String, expected: String) throws {
+        let server = try serve(store)
+        let refsBefore = try refs(store)
+        let objectsBefore = try objectCount(store)
+        let answer = try sh("python3 \(repositoryRoot)/Fixtures/hostile-client.py \(server.port) \(mode) \(store)")
+        #expect(answer.hasPrefix(expected), "\(mode): \(answer)")
+        #expect(try refs(store) == refsBefore)
+        #expect(try objectCount(store) == objectsBefore)
+        #expect(try fsckClean(store))
+        // The server still serves.
+        let other = scratch.sub("other-\(mode)")
+        try lstoreOK(["init"], store: other)
+        try lstoreOK(["pull", "http://127.0.0.1:\(server.port)", "base"], store: other)
+    }
+}
+
+/// Many clients at once, and a real Debian chain when `LSTORE_CHAIN` names one.
+@Suite(.serialized)
+struct SyncScaleTests {
+    let scratch = TemporaryDirectory("sync-scale")
+
+    @Test func manyClientsPullFromOneServerAtOnce() throws {
+        let source = scratch.sub("source")
+        try lstoreOK(["init", "--compression", "zstd:3"], store: source)
+        let tree = scratch.sub("tree")
+        try sh("mkdir -p \(tree)/d && for i in $(seq 1 200); do echo $i > \(tree)/d/f$i; done")
+        try randomFile(tree + "/big", bytes: 4_000_000, seed: 9)
+        try lstoreOK(["commit", tree, "--ref", "layer"], store: source)
+        let server = try serve(source)
+        let clients = try (0..<6).map { index -> Process in
+            let store = scratch.sub("client\(index)")
+            try lstoreOK(["init", "--compression", "zstd:3"], store: store)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: lstoreBinary)
+            process.arguments = ["--store", store, "pull", "http://127.0.0.1:\(server.port)", "layer"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        let expected = try manifest(tree)
+        for (index, process) in clients.enumerated() {
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let out = scratch.sub("out\(index)")
+            try lstoreOK(["checkout", "layer", "--dir", out], store: scratch.sub("client\(index)"))
+            #expect(try manifest(out) == expected)
+        }
+    }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["LSTORE_CHAIN"] != nil && isRoot))
+    func debianChainPushedAndPulledExactly() throws {
+        let chain = ProcessInfo.processInfo.environment["LSTORE_CHAIN"]!
+        let (a, b, c) = (scratch.sub("a"), scratch.sub("b"), scratch.sub("c"))
+        for store in [a, b, c] { try lstoreOK(["init"], store: store) }
+        try lstoreOK(["commit", chain + "/rootfs-base", "--ref", "base"], store: a)
+        try lstoreOK(["commit", chain + "/rootfs-boot", "--ref", "boot", "--parent", "base"], store: a)
+        try lstoreOK(["commit", chain + "/rootfs-gaming", "--ref", "gaming", "--parent", "boot"], store: a)
+        let serverB = try serve(b)
+        // a pushes the chain to b; c pulls boot, then gaming, from b.
+        try lstoreOK(["push", "http://127.0.0.1:\(serverB.port)", "gaming"], store: a)
+        try lstoreOK(["pull", "http://127.0.0.1:\(serverB.port)", "boot"], store: c)
+        let incremental = try jsonOK(["pull", "http://127.0.0.1:\(serverB.port)", "gaming"], store: c)
+        #expect((incremental["objects"] as! [String: Int])["commits"] == 1, "only gaming's own commit: \(incremental)")
+        for store in [b, c] {
+            let out = scratch.sub("out-" + URL(fileURLWithPath: store).lastPathComponent)
+            try lstoreOK(["checkout", "gaming", "--dir", out], store: store)
+            #expect(try manifest(out) == manifest(chain + "/rootfs-gaming"))
+            try sh("rm -rf \(out)")
+            let full = try lstore(["fsck", "--full"], store: store)
+            #expect(full.succeeded, "\(full.stdout)")
+        }
+    }
+}
+
 /// `ssh://` remotes over a real sshd on a loopback port, started by the test with its own config
 /// and a key made for it: `lstore serve --stdio` runs on the far side, as git's transport does.
 @Suite(.serialized, .enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd")))
