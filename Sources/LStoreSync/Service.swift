@@ -168,8 +168,9 @@ public struct Service: Sendable {
                 }
             }
         } catch {
-            // What arrived whole and verified is kept, so that the push, run again, need not resend it.
-            _ = try? writer.finish()
+            // What arrived whole and verified is kept, so that the push, run again, need not resend
+            // it; unless writing itself failed (a full disk), when the pack cannot be trusted.
+            if !(error is FileError) { _ = try? writer.finish() }
             throw error
         }
         try writer.finish()

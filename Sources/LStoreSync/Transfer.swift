@@ -85,8 +85,9 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
             try walk.run(from: commit)
             try writer.finish()
         } catch {
-            // Verified objects are kept (no ref reaches them yet): a pull run again need not fetch them.
-            _ = try? writer.finish()
+            // Verified objects are kept (no ref reaches them yet): a pull run again need not fetch
+            // them; unless writing itself failed (a full disk), when the pack cannot be trusted.
+            if !(error is FileError) { _ = try? writer.finish() }
             throw error
         }
     }

@@ -365,8 +365,10 @@ struct SyncScaleTests {
         try lstoreOK(["commit", chain + "/rootfs-boot", "--ref", "boot", "--parent", "base"], store: a)
         try lstoreOK(["commit", chain + "/rootfs-gaming", "--ref", "gaming", "--parent", "boot"], store: a)
         let serverB = try serve(b)
-        // a pushes the chain to b; c pulls boot, then gaming, from b.
-        try lstoreOK(["push", "http://127.0.0.1:\(serverB.port)", "gaming"], store: a)
+        // a pushes boot, then gaming, to b; c pulls boot, then gaming, from b.
+        try lstoreOK(["push", "http://127.0.0.1:\(serverB.port)", "boot"], store: a)
+        let pushed = try jsonOK(["push", "http://127.0.0.1:\(serverB.port)", "gaming"], store: a)
+        #expect((pushed["objects"] as! [String: Int])["commits"] == 1, "only gaming's own commit: \(pushed)")
         try lstoreOK(["pull", "http://127.0.0.1:\(serverB.port)", "boot"], store: c)
         let incremental = try jsonOK(["pull", "http://127.0.0.1:\(serverB.port)", "gaming"], store: c)
         #expect((incremental["objects"] as! [String: Int])["commits"] == 1, "only gaming's own commit: \(incremental)")
