@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A TCP relay that passes the server's answers on at a limited rate, so that a test can kill the
-server in the middle of a transfer.
+"""A TCP relay that passes bytes on at a limited rate each way, so that a test can kill a server or
+a client in the middle of a transfer.
 
     slow-proxy.py TARGET_PORT BYTES_PER_SECOND
 
@@ -47,7 +47,7 @@ def main():
         except OSError:
             client.close()
             continue
-        threading.Thread(target=pump, args=(client, server, None), daemon=True).start()
+        threading.Thread(target=pump, args=(client, server, RATE), daemon=True).start()
         threading.Thread(target=pump, args=(server, client, RATE), daemon=True).start()
 
 

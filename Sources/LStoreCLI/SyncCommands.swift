@@ -213,10 +213,13 @@ struct PushCommand: ParsableCommand {
     @Argument(help: "A remote's name or a URL.") var remote: String
     @Argument(help: ArgumentHelp("A local ref or commit, and optionally the peer's ref name.", valueName: "ref[:remote-ref]")) var ref: String
     @Flag(help: "Move the peer's ref whatever it points at now.") var force = false
+    @Option(name: .customLong("pack-size"), help: ArgumentHelp("Send objects in batches of SIZE, each durable on the peer before the next.", valueName: "size"))
+    var packSize = "64M"
     @OptionGroup var peerOptions: PeerOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        guard let size = parseSize(packSize), size > 0 else { throw ValidationError("invalid --pack-size '\(packSize)'") }
         try validateRefName(try splitRefPair(ref).1)
     }
 
@@ -228,7 +231,7 @@ struct PushCommand: ParsableCommand {
         let report: TransferReport
         do {
             report = try LStoreSync.push(from: store, to: peer, revision: revision, remoteRef: remoteRef, force: force,
-                                         progress: { bar.update($0) })
+                                         batchSize: parseSize(packSize)!, progress: { bar.update($0) })
         } catch SyncError.peer(.refMoved, let message) {
             bar.finish()
             throw CommandError("push to \(peer.url) refused: \(message) (someone else pushed meanwhile: pull, or push --force)")

@@ -104,7 +104,7 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
 /// with `force`). Without `force`, the pushed commit must descend from that value. Objects go in batches the peer makes durable one by one, so an interrupted push,
 /// run again, does not send them again.
 public func push(from store: Store, to peer: Peer, revision: String, remoteRef: String, force: Bool,
-                 progress: ((UInt64) -> Void)? = nil) throws -> TransferReport {
+                 batchSize: Int = SyncProtocol.pushBatchBytes, progress: ((UInt64) -> Void)? = nil) throws -> TransferReport {
     try validateRefName(remoteRef)
     let started = monotonicSeconds()
     let commit = try store.resolve(revision)
@@ -142,6 +142,7 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
     }
     // Blocks first, metadata last: a batch is useful to the peer on its own.
     missing.reverse()
+    let batchLimit = batchSize
     var batch: [ObjectName] = []
     var batchBytes = 0
     func send() throws {
@@ -158,7 +159,7 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
     }
     for name in missing {
         guard let length = store.packEntryLength(name.id, kind: name.kind) else { throw StoreError.missingObject(name.kind, name.id) }
-        if batchBytes + length > SyncProtocol.pushBatchBytes { try send() }
+        if !batch.isEmpty && batchBytes + length > batchLimit { try send() }
         batch.append(name)
         batchBytes += length - PackEntry.headerSize
     }

@@ -22,7 +22,7 @@ public enum SyncProtocol {
     /// Longest request body an HTTP server accepts (a push batch is at most `pushBatchBytes` of objects).
     static let maxRequestBody = 512 << 20
     /// How much object data one push request carries; each batch is durable on the peer before the next.
-    static let pushBatchBytes = 64 << 20
+    public static let pushBatchBytes = 64 << 20
 }
 
 /// Frame types. See spec/protocol.md, "Frames".

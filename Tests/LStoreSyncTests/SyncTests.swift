@@ -131,6 +131,43 @@ struct SyncTests {
         #expect(try fsckClean(clientStore))
     }
 
+    @Test func pushKilledMidTransferThenPushResumesWithoutResending() throws {
+        try randomFile(child + "/large", bytes: 16_000_000, seed: 4)
+        try lstoreOK(["commit", child, "--ref", "large"], store: clientStore)
+        let server = try serve(serverStore)
+        let proxy = try Background("/usr/bin/env", ["python3", repositoryRoot + "/Fixtures/slow-proxy.py", "\(server.port)", "4000000"])
+        let push = Process()
+        push.executableURL = URL(fileURLWithPath: lstoreBinary)
+        push.arguments = ["--store", clientStore, "push", "http://127.0.0.1:\(proxy.port)", "large", "--pack-size", "1M"]
+        push.standardError = FileHandle.nullDevice
+        push.standardOutput = FileHandle.nullDevice
+        let packsBefore = try FileManager.default.contentsOfDirectory(atPath: serverStore + "/packs").filter { $0.hasSuffix(".idx") }.count
+        try push.run()
+        // Once the server has made a few batches durable, the pushing client dies.
+        while push.isRunning, try FileManager.default.contentsOfDirectory(atPath: serverStore + "/packs").filter({ $0.hasSuffix(".idx") }).count < packsBefore + 3 {
+            usleep(2000)
+        }
+        kill(push.processIdentifier, SIGKILL)
+        push.waitUntilExit()
+        proxy.kill()
+        // The server keeps what arrived whole of the broken batch: wait until it has published it.
+        var waited = 0
+        while waited < 1000, ((try? FileManager.default.contentsOfDirectory(atPath: serverStore + "/tmp")) ?? []).contains(where: { $0.hasPrefix("pack-") }) {
+            usleep(10_000)
+            waited += 1
+        }
+        #expect(try !refs(serverStore).contains("large"), "the peer's ref did not move")
+        #expect(try fsckClean(serverStore))
+        let objectsBefore = try objectCount(serverStore)
+
+        let again = try jsonOK(["push", "http://127.0.0.1:\(server.port)", "large"], store: clientStore)
+        let sent = (again["objects"] as! [String: Int]).values.reduce(0, +)
+        #expect(try objectCount(serverStore) == objectsBefore + sent, "nothing stored twice: \(again)")
+        #expect((again["storedBytes"] as! Int) < 15_000_000, "what had arrived was not sent again: \(again)")
+        #expect(try checkout("large", from: serverStore) == manifest(child))
+        #expect(try fsckClean(serverStore))
+    }
+
     @Test func racingPushesOneWinsTheOtherFailsCleanly() throws {
         let server = try serve(serverStore)
         let url = "http://127.0.0.1:\(server.port)"
@@ -416,8 +453,10 @@ struct SSHTests {
             CONFIG
             """)
         try sh("/usr/sbin/sshd -f \(dir)/sshd_config")
-        for _ in 0..<200 where !canConnect(port: port) {
+        var waited = 0
+        while waited < 200, !canConnect(port: port) {
             usleep(50_000)
+            waited += 1
         }
         return ({ _ = try? sh("kill $(cat \(dir)/sshd.pid)") }, port)
     }
