@@ -140,6 +140,9 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
         let part = Array(candidates[start..<min(start + SyncProtocol.maxIdsPerRequest, candidates.count)])
         for (name, has) in zip(part, try peer.have(part)) where !has { missing.append(name) }
     }
+    // An empty push first: a peer that refuses pushes says so now, not by closing the connection
+    // in the middle of a large request.
+    if !missing.isEmpty { _ = try peer.push([], from: store) }
     // Blocks first, metadata last: a batch is useful to the peer on its own.
     missing.reverse()
     let batchLimit = batchSize

@@ -384,6 +384,12 @@ struct SyncScaleTests {
             return process
         }
         let expected = try manifest(tree)
+        for process in clients { process.waitUntilExit() }
+        // The server's high-water mark of resident memory, in KiB.
+        let status = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+        let peak = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0
+        #expect(peak > 0 && peak < 200_000, "the server's peak memory stays small: \(peak) KiB")
         for (index, process) in clients.enumerated() {
             process.waitUntilExit()
             #expect(process.terminationStatus == 0)
