@@ -21,7 +21,7 @@ public final class Peer {
     public init(url: RemoteURL, token: String?, timeout: Double = 60) throws {
         self.url = url
         self.token = Array((token ?? "").utf8)
-        guard self.token.count <= SyncProtocol.maxTokenLength else { throw SyncError.connection("the token is longer than \(SyncProtocol.maxTokenLength) bytes") }
+        guard self.token.count <= SyncProtocol.maxTokenLength else { throw SyncError.invalidArgument("the token is longer than \(SyncProtocol.maxTokenLength) bytes") }
         switch url {
         case .http(let host, let port, let path):
             transport = HTTPTransport(host: host, port: port, path: path, timeout: timeout)

@@ -148,7 +148,7 @@ func splitHostPort(_ text: String, defaultPort: UInt16?) throws -> (host: String
         guard let port = UInt16(portText) else { throw SyncError.invalidURL(text) }
         return (String(host), port)
     }
-    guard let defaultPort else { throw SyncError.connection("'\(text)': give an address as HOST:PORT") }
+    guard let defaultPort else { throw SyncError.invalidArgument("'\(text)': give an address as HOST:PORT") }
     return (String(host), defaultPort)
 }
 

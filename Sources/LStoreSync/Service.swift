@@ -256,6 +256,6 @@ func readFile(_ path: String, limit: Int) throws -> [UInt8] {
         let got = try systemCall("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }
         if got == 0 { return result }
         result.append(contentsOf: chunk[0..<got])
-        guard result.count <= limit else { throw SyncError.connection("\(path): larger than \(limit) bytes") }
+        guard result.count <= limit else { throw SyncError.invalidArgument("\(path): larger than \(limit) bytes") }
     }
 }

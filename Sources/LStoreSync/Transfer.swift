@@ -35,10 +35,10 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
     let started = monotonicSeconds()
     let info = try peer.info()
     guard let commit = info.refs.first(where: { $0.name == remoteRef })?.commit else {
-        throw SyncError.connection("\(peer.url) has no ref '\(remoteRef)'")
+        throw SyncError.refused("\(peer.url) has no ref '\(remoteRef)'")
     }
     guard info.blockSize == store.blockSize else {
-        throw SyncError.connection("\(peer.url) cuts files into \(info.blockSize / 1024)K blocks, this store \(store.blockSize / 1024)K: pull into a store made with `lstore init --block-size \(info.blockSize / 1024)K`")
+        throw SyncError.refused("\(peer.url) cuts files into \(info.blockSize / 1024)K blocks, this store \(store.blockSize / 1024)K: pull into a store made with `lstore init --block-size \(info.blockSize / 1024)K`")
     }
     let old = try store.ref(localRef)
     var report = TransferReport(ref: localRef, old: old, new: commit)
@@ -92,7 +92,7 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
         }
     }
     if let old, !force, !(try Walk.ancestors(of: [commit], in: store).contains(old)) {
-        throw SyncError.connection("'\(localRef)' is at \(old.short), which \(remoteRef) (\(commit.short)) does not descend from; pull --force replaces it")
+        throw SyncError.refused("'\(localRef)' is at \(old.short), which \(remoteRef) (\(commit.short)) does not descend from; pull --force replaces it")
     }
     try store.updateRef(localRef, to: commit, expecting: old.map { .value($0) } ?? .absent, message: "pull: \(peer.url) \(remoteRef)")
     withExtendedLifetime(writer) {}
@@ -111,7 +111,7 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
     let info = try peer.info()
     if info.readOnly { throw SyncError.peer(.readOnly, "\(peer.url) is read-only") }
     guard info.blockSize == store.blockSize else {
-        throw SyncError.connection("\(peer.url) cuts files into \(info.blockSize / 1024)K blocks, this store \(store.blockSize / 1024)K: a push would mix block sizes")
+        throw SyncError.refused("\(peer.url) cuts files into \(info.blockSize / 1024)K blocks, this store \(store.blockSize / 1024)K: a push would mix block sizes")
     }
     let old = info.refs.first { $0.name == remoteRef }?.commit
     var report = TransferReport(ref: remoteRef, old: old, new: commit)
@@ -122,7 +122,7 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
     }
     if old == commit { return done() }
     if let old, !force, !(try Walk.ancestors(of: [commit], in: store).contains(old)) {
-        throw SyncError.connection("\(peer.url) has '\(remoteRef)' at \(old.short), which \(revision) does not descend from (pull it first, or push --force)")
+        throw SyncError.refused("\(peer.url) has '\(remoteRef)' at \(old.short), which \(revision) does not descend from (pull it first, or push --force)")
     }
 
     // What the peer holds in full: what its refs reach, as far as this store knows those commits.

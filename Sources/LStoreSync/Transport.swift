@@ -11,7 +11,7 @@ public enum RemoteURL: Equatable, Sendable, CustomStringConvertible {
 
     public init(parsing text: String) throws {
         if text.hasPrefix("https://") {
-            throw SyncError.connection("'\(text)': https is not supported by this client yet; use http:// on a trusted network or ssh://")
+            throw SyncError.invalidArgument("'\(text)': https is not supported by this client yet; use http:// on a trusted network or ssh://")
         }
         if text.hasPrefix("http://") {
             let rest = text.dropFirst("http://".count)

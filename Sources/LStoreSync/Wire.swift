@@ -86,7 +86,11 @@ public enum SyncError: Error, CustomStringConvertible, Equatable {
     case peer(PeerErrorCode, String)
     case invalidURL(String)
     case unknownRemote(String)
+    /// The peer cannot be reached, or the carrier (HTTP, ssh) failed.
     case connection(String)
+    /// The transfer cannot be done as asked: no such ref, a ref that would not move forward, …
+    case refused(String)
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -96,7 +100,7 @@ public enum SyncError: Error, CustomStringConvertible, Equatable {
         case .peer(_, let message): "the peer refused: \(message)"
         case .invalidURL(let url): "'\(url)' is not a remote URL (http://HOST:PORT[/PATH] or ssh://[USER@]HOST[:PORT]/STORE)"
         case .unknownRemote(let name): "no remote named '\(name)' (lstore remote add NAME URL)"
-        case .connection(let message): message
+        case .connection(let message), .refused(let message), .invalidArgument(let message): message
         }
     }
 }
