@@ -10,6 +10,8 @@ STORE is a store whose first pack supplies a real object. MODE:
   missing       update-ref `evil` to a commit the server never received
   bad-name      update-ref with an invalid ref name
   garbage       a body that is not frames at all
+  fuzz          500 requests of every operation with random bytes changed, cut or added;
+                then an honest refs request (its answer is printed)
 
 Prints the server's answer on one line: `error CODE MESSAGE`, `ok`, or `closed`.
 """
@@ -46,6 +48,37 @@ elif MODE == "missing":
     body = request(5) + frame(7, bytes([0]) + bytes(32) + bytes(range(32)) + b"evil") + frame(10)
 elif MODE == "bad-name":
     body = request(5) + frame(7, bytes([0]) + bytes(32) + bytes(range(32)) + b"../x") + frame(10)
+elif MODE == "fuzz":
+    import random
+    rng = random.Random(1)
+    header, stored = first_entry()
+    ident = header[20:52]
+    templates = [
+        request(1) + frame(10),
+        request(2) + frame(4, bytes([1]) + ident + bytes([4]) + ident) + frame(10),
+        request(3) + frame(4, bytes([header[0]]) + ident) + frame(10),
+        request(4) + frame(6, header + stored) + frame(10),
+        request(5) + frame(7, bytes([0]) + bytes(32) + ident + b"fuzzed") + frame(10),
+    ]
+    for _ in range(500):
+        body = bytearray(rng.choice(templates))
+        for _ in range(rng.randint(1, 4)):
+            what = rng.random()
+            if what < 0.6 and body:
+                body[rng.randrange(len(body))] = rng.randrange(256)
+            elif what < 0.8:
+                del body[rng.randrange(len(body) + 1):]
+            else:
+                body[rng.randrange(len(body) + 1):0] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        try:
+            with socket.create_connection(("127.0.0.1", PORT), timeout=10) as conn:
+                conn.sendall(b"POST /lstore/v1 HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + bytes(body))
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+        except OSError:
+            pass
+    body = request(1) + frame(10)
 else:
     body = b"GET / HTTP/1.0\r\n\r\n" * 4
 
@@ -60,6 +93,9 @@ try:
         answer += chunk
 except OSError:
     pass
+if MODE == "fuzz":
+    print("ok" if answer.startswith(b"HTTP/1.1 200") and b"fuzzed" not in answer else "broken")
+    sys.exit(0)
 head, _, rest = answer.partition(b"\r\n\r\n")
 while len(rest) >= 12:
     kind, length = struct.unpack_from("<IQ", rest)

@@ -342,6 +342,7 @@ struct HostileClientTests {
         ("missing", "error 5 missing commit object"),
         ("bad-name", "error 7 invalid ref name '../x'"),
         ("garbage", "error 1 protocol violation: client: unknown frame type"),
+        ("fuzz", "ok"),
     ])
     func refusedAndTheStoreUnchanged(mode: String, expected: String) throws {
         let server = try serve(store)
