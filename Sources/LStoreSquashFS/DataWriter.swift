@@ -145,9 +145,10 @@ final class DataWriter {
     /// earlier file with the same bytes when `deduplicate` found one: this file's blocks are then
     /// not queued, and its inode is to share that file's data.
     ///
-    /// Deduplication covers files read as raw blocks (no holes, nothing stored) whose blocks are
-    /// all still in the batch being assembled: their XXH3-128 and size find a candidate, and the
-    /// candidate is read again and compared byte for byte.
+    /// Deduplication covers files read as raw blocks (no holes, nothing stored) of less than one
+    /// batch (16 MiB), which start a new batch when they would not fit in the one being assembled:
+    /// their XXH3-128 and size find a candidate, and the candidate is read again and compared byte
+    /// for byte.
     func add(index: Int, file: RegularFile, path: [UInt8], source: some BlockSource,
              deduplicate: Bool) throws -> Int? {
         let block = UInt64(blockSize)
@@ -156,6 +157,12 @@ final class DataWriter {
         let total = fullBlocks + (tailLength > 0 ? 1 : 0)
         guard total > 0 else { return nil }
         queueSealedFragments()
+        // A duplicate is found only when all its blocks are in the batch being assembled: start a
+        // new batch for a file that would not fit in this one (files read raw; it depends only on
+        // the sizes, so the image still does not depend on timing).
+        if deduplicate && file.content == nil && !assembling.isEmpty && assemblingCost + Int(file.size) > Self.batchBytes {
+            try submit()
+        }
         let firstJob = assembling.count, firstBatch = batchCount
         var hashable = deduplicate
         if hashable { hasher.reset() }
