@@ -35,9 +35,12 @@ test: deps
 demo: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Fixtures/demo.sh
 
-# The store benchmark against mksquashfs, ostree, casync, restic and borg on the Debian chain.
+# The benchmarks on the Debian chain: the store against mksquashfs, ostree, casync, restic and
+# borg; the squashfs writer against mksquashfs; pull over loopback against ostree pull.
 bench: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/store-bench.sh $(CHAIN)
+	Benchmarks/squashfs-bench.sh $(CHAIN)
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/sync-bench.sh $(CHAIN)
 
 # The boot hooks: lint, and the library's unit tests under dash, busybox sh and bash (seconds).
 boot-check:

@@ -30,6 +30,7 @@ struct CheckoutCommand: ParsableCommand {
     var squashfs: String?
 
     @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard [dir, tar, squashfs].compactMap({ $0 }).count == 1 else {
@@ -44,8 +45,11 @@ struct CheckoutCommand: ParsableCommand {
         let bar = ProgressBar("checking out", total: commit.entries, bytes: false)
         defer { bar.finish() }
         if let squashfs {
-            let options = try imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: commit.time)
-            try writeImage(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
+            var options = try imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: commit.time)
+            if !imageOptions.noFragmentCache { options.fragmentCache = StoreFragmentCache(cache: store.openFragmentCache()) }
+            let result = try writeImage(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
+            bar.finish()
+            if output.json { try printJSON(imageSummary(result, path: squashfs, options: options)) }
         } else if let dir {
             try Restorer(writer: StoreContentWriter(store: store), progress: { bar.update(UInt64($0)) }).restore(root, into: dir)
         } else if let tar {

@@ -143,7 +143,7 @@ func commitImage(_ path: String, ingest: Ingest) throws -> Node {
         file.content = try ingest.ingestBlocks(size: file.size) { consume in
             try image.forEachBlock(of: file, path: relative, blockSize: blockSize) { block in
                 switch block {
-                case .hole: try consume(.hole)
+                case .hole, .zeros: try consume(.hole)
                 case .raw(let bytes): try bytes.withUnsafeBytes { try consume(.data($0)) }
                 case .stored: throw CommandError("\(path): the image reader handed over a compressed block")
                 }

@@ -19,12 +19,13 @@ struct StoreBlockSource: BlockSource {
             var scratch: [UInt8] = []
             for block in object.blocks {
                 if block == .zero {
-                    try body(.hole)
+                    // The store does not know whether the block was a hole on disk.
+                    try body(.zeros)
                     continue
                 }
                 let stored = try store.storedBlock(block, scratch: &scratch)
                 try body(.stored(StoredBlock(bytes: stored.bytes, spec: CompressionSpec(codec: stored.codec, level: stored.level),
-                                             rawLength: stored.rawLength)))
+                                             rawLength: stored.rawLength, digest: block)))
             }
             return
         }
@@ -34,7 +35,7 @@ struct StoreBlockSource: BlockSource {
         var left = file.size
         func emit() throws {
             let full = pending.count == blockSize
-            try body(full && pending.allSatisfy { $0 == 0 } ? .hole : .raw(pending))
+            try body(full && pending.allSatisfy { $0 == 0 } ? .zeros : .raw(pending))
             left -= UInt64(pending.count)
             pending.removeAll(keepingCapacity: true)
         }
@@ -51,6 +52,31 @@ struct StoreBlockSource: BlockSource {
     }
 }
 
+/// The store's cache of compressed fragment blocks, as the squashfs writer asks for it. A key is
+/// the SHA-256 of the fragment's description (spec/store.md, "Caches"); flag 1 marks compressed bytes.
+struct StoreFragmentCache: FragmentCache {
+    let cache: BlobCache
+
+    static func digest(of key: FragmentKey) -> Digest {
+        var description = Array("lstore fragment 1\0\(key.spec.codec) \(key.spec.level) \(key.blockSize)\0".utf8)
+        description.reserveCapacity(description.count + key.pieces.count * 40)
+        for piece in key.pieces {
+            piece.digest.withUnsafeBytes { description.append(contentsOf: $0) }
+            withUnsafeBytes(of: UInt64(piece.length).littleEndian) { description.append(contentsOf: $0) }
+        }
+        return sha256(description)
+    }
+
+    func fragment(for key: FragmentKey) -> CachedFragment? {
+        guard let (bytes, flags) = cache.get(Self.digest(of: key)) else { return nil }
+        return CachedFragment(bytes: bytes, compressed: flags & 1 != 0)
+    }
+
+    func save(_ fragment: CachedFragment, for key: FragmentKey) {
+        cache.put(Self.digest(of: key), bytes: fragment.bytes, flags: fragment.compressed ? 1 : 0)
+    }
+}
+
 /// Options of every command that writes an image.
 struct ImageOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Codec and level: zstd[:1-22], lz4[:hc], gzip[:1-9], xz, none.", valueName: "codec[:level]"))
@@ -64,6 +90,9 @@ struct ImageOptions: ParsableArguments {
 
     @Option(help: "Compression threads (default: every core).")
     var threads: Int?
+
+    @Flag(name: .customLong("no-fragment-cache"), help: "checkout: compress every fragment block, neither using nor filling the store's cache.")
+    var noFragmentCache = false
 
     /// The writer's options, defaulting to `compression` and `blockSize` (the store's).
     func squashFSOptions(compression defaultSpec: CompressionSpec, blockSize defaultSize: Int, time: Int64) throws -> SquashFSOptions {
@@ -83,7 +112,8 @@ struct ImageOptions: ParsableArguments {
 
 /// Writes an image to a temporary name and renames it into place, so that a failure leaves no
 /// half image; says once what squashfs could not hold.
-func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String) throws {
+@discardableResult
+func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String) throws -> SquashFSWriteResult {
     let temporary = path + ".lstore-tmp"
     do {
         let result = try SquashFSWriter(options: options).write(root, source: source, to: temporary)
@@ -91,10 +121,22 @@ func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions
         if !result.report.isEmpty {
             for line in "\(result.report)".split(separator: "\n") { note("lstore: warning: \(path): \(line)") }
         }
+        return result
     } catch {
         unlink(temporary)
         throw error
     }
+}
+
+/// What `--json` prints after an image is written.
+func imageSummary(_ result: SquashFSWriteResult, path: String, options: SquashFSOptions) -> [String: Any] {
+    let data = result.data
+    return [
+        "image": path, "bytes": result.bytesUsed, "compression": "\(options.compression)", "blockSize": options.blockSize,
+        "inodes": result.inodeCount, "blocks": data.blocks, "holes": data.holes, "copiedBlocks": data.copied,
+        "recompressedBlocks": data.recompressed, "fragments": data.fragments, "cachedFragments": data.cachedFragments,
+        "duplicateFiles": data.duplicates, "uncompressedBlocks": data.uncompressed,
+    ]
 }
 
 struct SquashfsCommand: ParsableCommand {
@@ -105,12 +147,14 @@ struct SquashfsCommand: ParsableCommand {
     @Argument(help: "The directory.") var directory: String
     @Argument(help: "The image to write.") var image: String
     @OptionGroup var imageOptions: ImageOptions
+    @OptionGroup var output: OutputOptions
 
     func run() throws {
         let scanned = try Scanner().scan(directory)
         let options = try imageOptions.squashFSOptions(compression: try CompressionSpec(parsing: "zstd:6"), blockSize: 128 << 10,
                                                        time: Int64(Date().timeIntervalSince1970))
-        try writeImage(scanned.root, source: DirectoryBlockSource(), options: options, to: image)
+        let result = try writeImage(scanned.root, source: DirectoryBlockSource(), options: options, to: image)
+        if output.json { try printJSON(imageSummary(result, path: image, options: options)) }
     }
 }
 

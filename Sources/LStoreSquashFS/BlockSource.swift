@@ -6,8 +6,14 @@ import Glibc
 
 /// One block of a regular file, as a `BlockSource` hands it to the writer.
 public enum SourceBlock: Sendable {
-    /// A full block of zeros. The image records it as a hole (block size 0) and stores nothing.
+    /// A full block of zeros that is a hole in the source (a sparse file on disk). The image
+    /// records it as a hole (block size 0), stores nothing, and counts it in the inode's sparse
+    /// bytes, as mksquashfs does for holes on disk.
     case hole
+    /// A full block of zeros the source knows of without saying it was a hole (lstore's store keeps
+    /// every all-zero block as one): a hole in the image too, not counted as sparse bytes, as
+    /// mksquashfs counts a block of zeros it reads.
+    case zeros
     /// The block's bytes: `blockSize` of them, or the rest of the file for the last block.
     case raw([UInt8])
     /// The block already compressed. The writer copies the bytes unchanged when the codec and
@@ -23,11 +29,15 @@ public struct StoredBlock: Sendable {
     public var spec: CompressionSpec
     /// How many bytes the block decompresses to.
     public var rawLength: Int
+    /// The SHA-256 of the raw bytes, when the source knows it (a store does: it is the block's id).
+    /// It lets a `FragmentCache` recognise a fragment without decompressing what it packs.
+    public var digest: Digest?
 
-    public init(bytes: [UInt8], spec: CompressionSpec, rawLength: Int) {
+    public init(bytes: [UInt8], spec: CompressionSpec, rawLength: Int, digest: Digest? = nil) {
         self.bytes = bytes
         self.spec = spec
         self.rawLength = rawLength
+        self.digest = digest
     }
 }
 
@@ -112,3 +122,39 @@ public struct DirectoryBlockSource: BlockSource, Sendable {
 
 /// `SEEK_HOLE` from `<unistd.h>`: the next hole at or after the given offset (the end counts as one).
 let seekHole: Int32 = 4
+
+/// Compressed fragment blocks of earlier images, found again by what they pack. lstore's store
+/// keeps one, so that checking out a layer again, or a layer that shares runs of small files with
+/// one checked out before, compresses only the fragments it has not seen.
+///
+/// Called from the writer's ordering thread. A cache that cannot save says nothing: it only makes
+/// a later write slower.
+public protocol FragmentCache: Sendable {
+    func fragment(for key: FragmentKey) -> CachedFragment?
+    func save(_ fragment: CachedFragment, for key: FragmentKey)
+}
+
+/// What names a fragment block: the codec, level and block size it is compressed with, and the
+/// SHA-256 and length of each file packed into it, in order. Two fragments with the same key hold
+/// the same bytes.
+public struct FragmentKey: Sendable, Hashable {
+    public struct Piece: Sendable, Hashable {
+        public var digest: Digest
+        public var length: Int
+    }
+
+    public var spec: CompressionSpec
+    public var blockSize: Int
+    public var pieces: [Piece]
+}
+
+/// A fragment block as the image stores it: compressed, or raw when compression did not pay.
+public struct CachedFragment: Sendable, Equatable {
+    public var bytes: [UInt8]
+    public var compressed: Bool
+
+    public init(bytes: [UInt8], compressed: Bool) {
+        self.bytes = bytes
+        self.compressed = compressed
+    }
+}

@@ -27,6 +27,8 @@ public struct DataStatistics: Sendable, Equatable {
     /// Blocks a source handed over compressed with another codec or level, compressed again.
     public var recompressed = 0
     public var fragments = 0
+    /// Fragment blocks taken compressed from the `FragmentCache`.
+    public var cachedFragments = 0
     /// Data and fragment blocks stored uncompressed because compression did not make them smaller.
     public var uncompressed = 0
     /// Files found to hold the same bytes as an earlier file, sharing its data.
@@ -39,14 +41,21 @@ struct ContentFingerprint: Hashable {
     var size: UInt64
 }
 
-/// Writes the data area: every full block of every file in order, and the fragment blocks that
-/// pack the files' tails.
+/// Writes the data area: every block of every file in order, and the fragment blocks that pack
+/// the files smaller than a block.
 ///
 /// Format rules: a file's blocks lie one after the other with no gap (the inode records the first
 /// block's offset and each block's stored size); a block stored raw has bit 24 of its size set; a
-/// hole (a full block of zeros) has size 0 and takes no space; a file's tail (the last partial
-/// block, or the whole file when it is smaller than a block) lives in a fragment block at an
-/// offset, and fragment blocks are at most one block size before compression.
+/// hole (a full block of zeros) has size 0 and takes no space; a file's tail either is its last,
+/// short block (then the inode names no fragment) or lives in a fragment block at an offset, and
+/// fragment blocks are at most one block size before compression.
+///
+/// Placement, as mksquashfs does by default: a file of at least one block keeps its tail as a short
+/// block, so a store's compressed tail block is copied like any other; a file smaller than a block
+/// goes into a fragment. Fragments are filled in data order, and a fragment is closed early, once
+/// it is at least half full, after a file whose length `closesFragment` picks: the cut points
+/// depend on the files near them only, so two layers that share a run of small files share the
+/// fragment blocks of that run, and a `FragmentCache` gives their compressed bytes back.
 ///
 /// Work is cut into batches of bounded size in the order of the data; a batch is compressed on
 /// every worker while the next one is read, and written in order. What lands where depends only
@@ -56,21 +65,26 @@ final class DataWriter {
     enum Job: Sendable {
         /// A full block of file number `file`.
         case block(file: Int, SourceBlock)
-        /// The tail of file number `file`, `length` bytes long: to be packed into a fragment.
+        /// File number `file`, smaller than a block, `length` bytes long: to be packed into a fragment.
         case tail(file: Int, SourceBlock, length: Int)
-        /// Fragment block `index`, full.
-        case fragment(index: Int, [UInt8])
+        /// Fragment block `index`: the files packed into it, to be joined and compressed; `key`
+        /// names it in the fragment cache.
+        case fragment(index: Int, [SourceBlock], key: FragmentKey?)
+        /// Fragment block `index`, as the fragment cache had it.
+        case cachedFragment(index: Int, CachedFragment)
 
         /// Bytes held, for bounding a batch.
         var cost: Int {
             switch self {
             case .block(_, let block), .tail(_, let block, _):
                 switch block {
-                case .hole: 16
+                case .hole, .zeros: 16
                 case .raw(let bytes): bytes.count
                 case .stored(let stored): stored.bytes.count + stored.rawLength
                 }
-            case .fragment(_, let bytes): bytes.count
+            // The same whether the cache has the fragment or not: batch boundaries decide where
+            // fragments land among the data blocks, and the image must not depend on the cache.
+            case .fragment, .cachedFragment: 1 << 17
             }
         }
     }
@@ -82,8 +96,8 @@ final class DataWriter {
         case hole(declared: Bool)
         /// Stored bytes: compressed, or raw when compression did not pay.
         case data([UInt8], compressed: Bool, copied: Bool, recompressed: Bool)
-        /// A tail's raw bytes.
-        case tail([UInt8])
+        /// A small file's data, as the source gave it, for a fragment.
+        case tail(SourceBlock)
     }
 
     private static let batchBytes = 16 << 20
@@ -92,6 +106,7 @@ final class DataWriter {
     let output: OutputFile
     let spec: CompressionSpec
     let blockSize: Int
+    let cache: (any FragmentCache)?
     private(set) var layouts: [FileLayout]
     /// Each fragment block's offset and stored size (bit 24 set when raw), by index.
     private(set) var fragmentEntries: [(start: UInt64, size: UInt32)] = []
@@ -103,7 +118,9 @@ final class DataWriter {
     private var assembling: [Job] = []
     private var assemblingCost = 0
     private var inFlight: Batch?
-    private var fragmentBuffer: [UInt8] = []
+    /// The open fragment block: the pieces packed so far and their length.
+    private var fragmentPieces: [SourceBlock] = []
+    private var fragmentFill = 0
     private var sealedFragments = 0
     /// Fragment blocks sealed while a file's blocks were being queued: they join the queue at the
     /// next file boundary, since nothing may come between the blocks of one file.
@@ -112,10 +129,12 @@ final class DataWriter {
     private var contentIndex: [ContentFingerprint: (index: Int, file: RegularFile, path: [UInt8])] = [:]
     private let hasher = XXH3.Hasher128()
 
-    init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int) throws {
+    init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int,
+         cache: (any FragmentCache)? = nil) throws {
         self.output = output
         self.spec = spec
         self.blockSize = blockSize
+        self.cache = cache
         layouts = Array(repeating: FileLayout(), count: fileCount)
         workerSets = try (0..<2).map { _ in
             try (0..<max(threads, 1)).map { _ in try Worker(spec: spec, blockSize: blockSize) }
@@ -126,9 +145,10 @@ final class DataWriter {
     /// earlier file with the same bytes when `deduplicate` found one: this file's blocks are then
     /// not queued, and its inode is to share that file's data.
     ///
-    /// Deduplication covers files read as raw blocks (no holes, nothing stored) whose blocks are
-    /// all still in the batch being assembled: their XXH3-128 and size find a candidate, and the
-    /// candidate is read again and compared byte for byte.
+    /// Deduplication covers files read as raw blocks (no holes, nothing stored) of less than one
+    /// batch (16 MiB), which start a new batch when they would not fit in the one being assembled:
+    /// their XXH3-128 and size find a candidate, and the candidate is read again and compared byte
+    /// for byte.
     func add(index: Int, file: RegularFile, path: [UInt8], source: some BlockSource,
              deduplicate: Bool) throws -> Int? {
         let block = UInt64(blockSize)
@@ -137,6 +157,12 @@ final class DataWriter {
         let total = fullBlocks + (tailLength > 0 ? 1 : 0)
         guard total > 0 else { return nil }
         queueSealedFragments()
+        // A duplicate is found only when all its blocks are in the batch being assembled: start a
+        // new batch for a file that would not fit in this one (files read raw; it depends only on
+        // the sizes, so the image still does not depend on timing).
+        if deduplicate && file.content == nil && !assembling.isEmpty && assemblingCost + Int(file.size) > Self.batchBytes {
+            try submit()
+        }
         let firstJob = assembling.count, firstBatch = batchCount
         var hashable = deduplicate
         if hashable { hasher.reset() }
@@ -148,8 +174,10 @@ final class DataWriter {
             }
             let isTail = delivered == fullBlocks
             let expected = isTail ? tailLength : blockSize
+            // Only a file smaller than a block goes into a fragment.
+            let isFragment = isTail && fullBlocks == 0
             switch piece {
-            case .hole:
+            case .hole, .zeros:
                 guard !isTail else {
                     throw SquashFSError.badSource("/\(path.printable): a hole for the last, partial block")
                 }
@@ -168,7 +196,7 @@ final class DataWriter {
                 hashable = false
             }
             delivered += 1
-            try enqueue(isTail ? .tail(file: index, piece, length: tailLength) : .block(file: index, piece))
+            try enqueue(isFragment ? .tail(file: index, piece, length: tailLength) : .block(file: index, piece))
         }
         guard delivered == total else {
             throw SquashFSError.badSource("/\(path.printable): \(delivered) block(s) of the \(total) of a \(file.size)-byte file")
@@ -220,7 +248,7 @@ final class DataWriter {
             } else if let batch = inFlight {
                 inFlight = nil
                 try write(batch)
-            } else if !fragmentBuffer.isEmpty {
+            } else if !fragmentPieces.isEmpty {
                 sealFragment()
                 queueSealedFragments()
             } else {
@@ -303,29 +331,68 @@ final class DataWriter {
                 if copied { statistics.copied += 1 }
                 if recompressed { statistics.recompressed += 1 }
                 if !compressed { statistics.uncompressed += 1 }
-            case (.tail(let file, _, _), .tail(let bytes)):
-                if fragmentBuffer.count + bytes.count > blockSize { sealFragment() }
+            case (.tail(let file, _, let length), .tail(let piece)):
+                if fragmentFill + length > blockSize { sealFragment() }
                 layouts[file].fragment = UInt32(sealedFragments)
-                layouts[file].fragmentOffset = UInt32(fragmentBuffer.count)
-                fragmentBuffer.append(contentsOf: bytes)
-            case (.fragment(let fragment, _), .data(let bytes, let compressed, _, _)):
+                layouts[file].fragmentOffset = UInt32(fragmentFill)
+                fragmentPieces.append(piece)
+                fragmentFill += length
+                if fragmentFill >= blockSize / 2 && Self.closesFragment(length: length) { sealFragment() }
+            case (.fragment(let fragment, _, _), .data(let bytes, let compressed, _, _)),
+                 (.cachedFragment(let fragment, _), .data(let bytes, let compressed, _, _)):
                 precondition(fragment == fragmentEntries.count, "fragment blocks are written in order")
                 fragmentEntries.append((output.offset, UInt32(bytes.count) | (compressed ? 0 : Format.dataUncompressed)))
                 try output.append(bytes)
                 statistics.fragments += 1
                 if !compressed { statistics.uncompressed += 1 }
+                switch job {
+                case .cachedFragment: statistics.cachedFragments += 1
+                case .fragment(_, _, let key?): cache?.save(CachedFragment(bytes: bytes, compressed: compressed), for: key)
+                default: break
+                }
             default:
                 preconditionFailure("a job's result does not match the job")
             }
         }
     }
 
-    /// Closes the open fragment block; it waits in `sealedWaiting` for a file boundary.
+    /// Closes the open fragment block; it waits in `sealedWaiting` for a file boundary. With a
+    /// cache, a fragment whose pieces all carry digests is looked up there first.
     private func sealFragment() {
-        sealedWaiting.append(.fragment(index: sealedFragments, fragmentBuffer))
+        var key: FragmentKey?
+        if cache != nil {
+            var pieces: [FragmentKey.Piece] = []
+            pieces.reserveCapacity(fragmentPieces.count)
+            for piece in fragmentPieces {
+                guard case .stored(let stored) = piece, let digest = stored.digest else { break }
+                pieces.append(FragmentKey.Piece(digest: digest, length: stored.rawLength))
+            }
+            if pieces.count == fragmentPieces.count {
+                key = FragmentKey(spec: spec, blockSize: blockSize, pieces: pieces)
+            }
+        }
+        if let key, let cached = cache?.fragment(for: key), cached.bytes.count <= blockSize {
+            sealedWaiting.append(.cachedFragment(index: sealedFragments, cached))
+        } else {
+            sealedWaiting.append(.fragment(index: sealedFragments, fragmentPieces, key: key))
+        }
         sealedFragments += 1
-        fragmentBuffer = []
-        fragmentBuffer.reserveCapacity(blockSize)
+        fragmentPieces = []
+        fragmentFill = 0
+    }
+
+    /// Whether a fragment at least half full is closed after a file of `length` bytes: for one
+    /// length in four, picked by the SplitMix64 finaliser of the length (spec/squashfs.md).
+    static func closesFragment(length: Int) -> Bool {
+        splitmix64(UInt64(length)) & 3 == 0
+    }
+
+    /// The SplitMix64 finaliser of `value + 0x9E3779B97F4A7C15`.
+    static func splitmix64(_ value: UInt64) -> UInt64 {
+        var x = value &+ 0x9E37_79B9_7F4A_7C15
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
     }
 }
 
@@ -377,6 +444,8 @@ private final class Worker: @unchecked Sendable {
         switch job {
         case .block(_, .hole):
             return .hole(declared: true)
+        case .block(_, .zeros):
+            return .hole(declared: false)
         case .block(_, .raw(let bytes)):
             return try compress(bytes, detectHole: true, recompressed: false)
         case .block(_, .stored(let stored)):
@@ -386,13 +455,21 @@ private final class Worker: @unchecked Sendable {
             let raw = try decompress(stored)
             return try compress(raw, detectHole: true, recompressed: stored.spec.codec != .none)
         case .tail(_, let block, let length):
-            switch block {
-            case .hole: return .tail([UInt8](repeating: 0, count: length))
-            case .raw(let bytes): return .tail(bytes)
-            case .stored(let stored): return .tail(try decompress(stored))
+            if case .hole = block { return .tail(.raw([UInt8](repeating: 0, count: length))) }
+            return .tail(block)
+        case .fragment(_, let pieces, _):
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(blockSize)
+            for piece in pieces {
+                switch piece {
+                case .hole, .zeros: preconditionFailure("a hole in a fragment")
+                case .raw(let raw): bytes.append(contentsOf: raw)
+                case .stored(let stored): bytes.append(contentsOf: try decompress(stored))
+                }
             }
-        case .fragment(_, let bytes):
             return try compress(bytes, detectHole: false, recompressed: false)
+        case .cachedFragment(_, let cached):
+            return .data(cached.bytes, compressed: cached.compressed, copied: true, recompressed: false)
         }
     }
 

@@ -20,6 +20,9 @@ public struct SquashFSOptions: Sendable {
     /// Files with the same data share it: by `RegularFile.content` digest and size when the tree
     /// has digests (a store), else for files read as raw blocks by hash, then byte for byte.
     public var deduplicate: Bool
+    /// Where compressed fragment blocks are looked up before being compressed, and saved after.
+    /// The image is the same with or without one.
+    public var fragmentCache: (any FragmentCache)?
 
     public init(compression: CompressionSpec, blockSize: Int = 128 << 10, modificationTime: UInt32 = 0,
                 threads: Int = processorCount, exportTable: Bool = true, deduplicate: Bool = true) {
@@ -247,7 +250,8 @@ struct ImageJob {
 
         // Data and fragments.
         let data = try DataWriter(output: output, spec: spec, blockSize: options.blockSize,
-                                  threads: options.threads, fileCount: plan.files.count)
+                                  threads: options.threads, fileCount: plan.files.count,
+                                  cache: options.fragmentCache)
         defer { data.abandon() }
         var firstWithContent: [ContentKey: Int] = [:]
         var duplicateOf = [Int](repeating: -1, count: plan.files.count)
@@ -339,7 +343,7 @@ struct ImageJob {
             superblock.flags |= Format.Flag.noXattrs
         }
 
-        try output.flush()
+        try output.finish()
         superblock.bytesUsed = output.offset
         let fileSize = (output.offset + UInt64(Format.padding) - 1) / UInt64(Format.padding) * UInt64(Format.padding)
         try output.write(superblock.encoded(), at: 0)

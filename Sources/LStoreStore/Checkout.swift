@@ -122,8 +122,7 @@ extension Store {
     /// Block `id` as stored, checked against its XXH3 checksum: what a squashfs writer copies
     /// unchanged when its codec and level are the image's.
     public func storedBlock(_ id: Digest, scratch: inout [UInt8]) throws -> StoredBlockBytes {
-        let location = try readStored(id, kind: .block, into: &scratch)
-        let bytes = Array(scratch[PackFormat.entryHeaderSize..<PackFormat.entryHeaderSize + Int(location.storedLength)])
+        let (location, bytes) = try readStoredBytes(id, kind: .block)
         return StoredBlockBytes(bytes: bytes, codec: location.codec, level: Int(location.level), rawLength: Int(location.rawLength))
     }
 }

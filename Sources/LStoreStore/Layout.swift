@@ -13,6 +13,9 @@ struct StoreLayout: Sendable {
     var reflog: String { root + "/reflog" }
     var packsDirectory: String { root + "/packs" }
     var tmp: String { root + "/tmp" }
+    /// Derived data, not part of the store's content: `gc` removes it.
+    var cacheDirectory: String { root + "/cache" }
+    var fragmentCache: String { cacheDirectory + "/fragments" }
     /// Shared by every writer for its whole run, exclusive for gc and repack.
     var storeLock: String { root + "/lock" }
     /// Exclusive while refs are read, compared and replaced.

@@ -130,6 +130,8 @@ extension Store {
         for leftover in try listDirectory(layout.tmp) {
             unlink(layout.tmp + "/" + String(decoding: leftover, as: UTF8.self))
         }
+        // The caches may name blocks that are gone, and only grow: they start again empty.
+        unlink(layout.fragmentCache)
         try syncDirectory(layout.packsDirectory)
         return report
     }

@@ -27,12 +27,16 @@ public final class Store: @unchecked Sendable {
     public internal(set) var config: StoreConfig
     let layout: StoreLayout
     private let state: Locked<State>
+    private let spareDecompressors = Locked<[Decompressors]>([])
 
     private struct State {
         var indexes: [PackIndex] = []
         var broken: [String: String] = [:]
         var packFiles: [String: Int32] = [:]
     }
+
+    /// The cache of compressed squashfs fragment blocks (`cache/fragments`).
+    public func openFragmentCache() -> BlobCache { BlobCache(path: layout.fragmentCache) }
 
     public var blockSize: Int { config.blockSize }
     public var compression: CompressionSpec { config.compression }
@@ -160,24 +164,52 @@ public final class Store: @unchecked Sendable {
             throw StoreError.corrupt("pack \(pack): object \(id.short) too large")
         }
         if buffer.count < total { buffer = [UInt8](repeating: 0, count: total) }
-        let got = try buffer.withUnsafeMutableBytes { raw in
-            try systemCall("read", path: layout.packPath(pack, ext: "pack")) {
-                pread(fd, raw.baseAddress!, total, off_t(location.offset))
-            }
+        try buffer.withUnsafeMutableBytes { raw in
+            try readEntry(fd: fd, pack: pack, location: location, expecting: id, into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<total]))
         }
-        guard got == total else { throw StoreError.corrupt("pack \(pack): truncated at object \(id.short)") }
-        try buffer.withUnsafeBytes { raw in
-            let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<PackFormat.entryHeaderSize]),
-                                             what: "pack \(pack) at \(location.offset)")
-            guard header.id == id, header.kind == location.kind, header.storedLength == location.storedLength,
-                  header.rawLength == location.rawLength, header.codec == location.codec else {
-                throw StoreError.corrupt("pack \(pack): entry at \(location.offset) is not \(location.kind) \(id.short)")
-            }
-            let stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize..<total])
-            guard XXH3.hash64(stored) == header.checksum else {
-                throw StoreError.corrupt("pack \(pack): checksum mismatch in \(location.kind) \(id.short)")
-            }
+    }
+
+    /// Reads the entry at `location` into `raw` (header and stored bytes: the whole entry, or the
+    /// header alone with `payload` for the stored bytes) and checks its header and checksum.
+    private func readEntry(fd: Int32, pack: String, location: PackLocation, expecting id: Digest,
+                           into raw: UnsafeMutableRawBufferPointer, payload: UnsafeMutableRawBufferPointer? = nil) throws {
+        let what = layout.packPath(pack, ext: "pack")
+        let got = try systemCall("read", path: what) { pread(fd, raw.baseAddress!, raw.count, off_t(location.offset)) }
+        guard got == raw.count else { throw StoreError.corrupt("pack \(pack): truncated at object \(id.short)") }
+        let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<PackFormat.entryHeaderSize]),
+                                         what: "pack \(pack) at \(location.offset)")
+        guard header.id == id, header.kind == location.kind, header.storedLength == location.storedLength,
+              header.rawLength == location.rawLength, header.codec == location.codec else {
+            throw StoreError.corrupt("pack \(pack): entry at \(location.offset) is not \(location.kind) \(id.short)")
         }
+        var stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize...])
+        if let payload {
+            let offset = off_t(location.offset) + off_t(PackFormat.entryHeaderSize)
+            let got = try systemCall("read", path: what) { pread(fd, payload.baseAddress!, payload.count, offset) }
+            guard got == payload.count else { throw StoreError.corrupt("pack \(pack): truncated at object \(id.short)") }
+            stored = UnsafeRawBufferPointer(payload)
+        }
+        guard XXH3.hash64(stored) == header.checksum else {
+            throw StoreError.corrupt("pack \(pack): checksum mismatch in \(location.kind) \(id.short)")
+        }
+    }
+
+    /// The stored (compressed) bytes of object `id`, checked against their checksum, read straight
+    /// into an array of their own.
+    func readStoredBytes(_ id: Digest, kind: ObjectKind) throws -> (location: PackLocation, bytes: [UInt8]) {
+        guard let (pack, location) = locate(id, kind: kind) else { throw StoreError.missingObject(kind, id) }
+        let fd = try packFile(pack)
+        let length = Int(location.storedLength)
+        guard length <= PackFormat.maxObjectSize else { throw StoreError.corrupt("pack \(pack): object \(id.short) too large") }
+        var header = [UInt8](repeating: 0, count: PackFormat.entryHeaderSize)
+        let bytes = try [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+            try header.withUnsafeMutableBytes {
+                try readEntry(fd: fd, pack: pack, location: location, expecting: id, into: $0,
+                              payload: UnsafeMutableRawBufferPointer(buffer))
+            }
+            count = length
+        }
+        return (location, bytes)
     }
 
     /// Reads and decompresses an object. With `verify`, checks that it hashes to its id.
@@ -199,8 +231,10 @@ public final class Store: @unchecked Sendable {
 
     /// Reads a metadata object (file, tree or commit), always verified.
     public func readObject(_ id: Digest, kind: ObjectKind) throws -> [UInt8] {
+        // Decompression contexts are costly to make (zstd's is 100+ KiB): reuse them.
+        var decompressors = spareDecompressors.withLock { $0.popLast() } ?? Decompressors()
+        defer { spareDecompressors.withLock { if $0.count < 16 { $0.append(decompressors) } } }
         var scratch: [UInt8] = []
-        var decompressors = Decompressors()
         return try readObject(id, kind: kind, scratch: &scratch, decompressors: &decompressors)
     }
 

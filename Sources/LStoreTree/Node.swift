@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A regular file's data: its size, and where to find it.
 public struct RegularFile: Sendable, Hashable {
     public var size: UInt64
@@ -181,6 +185,21 @@ extension String {
 }
 
 /// Checks a single path component: 1...255 bytes, no `/`, no NUL, not `.` or `..`.
+public func isValidName(_ name: [UInt8]) -> Bool {
+    name.withUnsafeBufferPointer(isValidName(bytes:))
+}
+
+public func isValidName(_ name: ArraySlice<UInt8>) -> Bool {
+    name.withUnsafeBufferPointer(isValidName(bytes:))
+}
+
+private func isValidName(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard (1...Limits.nameLength).contains(bytes.count), let base = bytes.baseAddress else { return false }
+    let dot = UInt8(ascii: ".")
+    if bytes[0] == dot && (bytes.count == 1 || (bytes.count == 2 && bytes[1] == dot)) { return false }
+    return memchr(base, Int32(UInt8(ascii: "/")), bytes.count) == nil && memchr(base, 0, bytes.count) == nil
+}
+
 public func isValidName(_ name: some Collection<UInt8>) -> Bool {
     guard (1...Limits.nameLength).contains(name.count) else { return false }
     if name.elementsEqual([UInt8(ascii: ".")]) || name.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {

@@ -3,7 +3,8 @@ import LStoreTestSupport
 import Testing
 
 /// The Debian chain (base → boot → dev, boot → gaming) from `debian-chain.sh`, named by
-/// `$LSTORE_CHAIN`: each layer committed on its parent and checked out exactly.
+/// `$LSTORE_CHAIN`: each layer committed on its parent and checked out exactly, as a directory and
+/// as a squashfs image the kernel mounts.
 @Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["LSTORE_CHAIN"] != nil && isRoot,
                              "set LSTORE_CHAIN to the directory debian-chain.sh built"))
 struct DebianChainTests {
@@ -34,5 +35,25 @@ struct DebianChainTests {
         #expect(Double(shared) >= 0.9 * Double(boot["storedBytes"] as! Int), "gaming \(gaming), boot \(boot)")
         #expect((stats["storedBytes"] as! Int) < (stats["logicalBytes"] as! Int) / 3, "the chain dedups: \(stats)")
         #expect(try lstoreOK(["fsck", "--full"], store: store).contains("clean"))
+
+        // Images: boot first, then its children find part of its fragment blocks in the cache.
+        // The kernel mounts each exactly as the tree (in what squashfs can hold).
+        let oracle = ["--mtime-seconds", "--xattr-namespaces", "user,trusted,security"]
+        try lstoreOK(["checkout", "boot", "--squashfs", scratch.sub("boot.sfs")], store: store)
+        for layer in ["dev", "gaming"] {
+            let image = scratch.sub("\(layer).sfs")
+            let summary = try JSONSerialization.jsonObject(
+                with: Data(try lstoreOK(["checkout", layer, "--squashfs", image, "--json"], store: store).utf8)) as! [String: Any]
+            #expect((summary["cachedFragments"] as! Int) > 100, "\(layer) reuses boot's fragments: \(summary)")
+            #expect((summary["copiedBlocks"] as! Int) > 1000, "\(layer): stored blocks are copied: \(summary)")
+            let mountPoint = scratch.sub("mnt-\(layer)")
+            try sh("mkdir \(mountPoint) && mount -t squashfs -o loop,ro \(image) \(mountPoint)")
+            defer { _ = try? sh("umount \(mountPoint)") }
+            let source = try manifest("\(chain)/rootfs-\(layer)", options: oracle), mounted = try manifest(mountPoint, options: oracle)
+            #expect(source == mounted, "\(layer).sfs: \(manifestDifference(source, mounted))")
+        }
+        // mksquashfs of the same tree at the same settings holds the same files.
+        try sh("mksquashfs \(chain)/rootfs-dev \(scratch.sub("theirs.sfs")) -comp zstd -Xcompression-level 6 -noappend -quiet -no-progress >/dev/null 2>&1")
+        #expect(try sh("sqfsdiff -a \(scratch.sub("theirs.sfs")) -b \(scratch.sub("dev.sfs")) && echo none") == "none\n")
     }
 }

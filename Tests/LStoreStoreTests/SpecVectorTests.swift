@@ -4,7 +4,7 @@ import LStoreTestSupport
 import LStoreTree
 import Testing
 
-/// The test vectors of spec/store.md §12, checked against the encoder: the spec and the code
+/// The test vectors of spec/store.md §13, checked against the encoder: the spec and the code
 /// cannot drift apart. Regenerate the lines with `LSTORE_PRINT_VECTORS=1 swift test --filter SpecVector`.
 @Suite struct SpecVectorTests {
     /// The objects the spec's vectors name, built here from their description.
