@@ -88,13 +88,22 @@ func randomFile(_ path: String, bytes count: Int, seed: Int) throws {
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
 func canConnect(port: Int) -> Bool {
+    let fd = connection(port: port)
+    defer { if fd >= 0 { close(fd) } }
+    return fd >= 0
+}
+
+/// A TCP connection to 127.0.0.1:`port`, or -1.
+func connection(port: Int) -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = UInt16(port).bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
+    let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
+    if connected { return fd }
+    close(fd)
+    return -1
 }

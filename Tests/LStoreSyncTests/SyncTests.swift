@@ -279,6 +279,16 @@ struct SyncTests {
         let backwards = try lstore(["pull", url, "base:line"], store: clientStore)
         #expect(!backwards.succeeded && backwards.stderr.contains("--force"), "\(backwards.stderr)")
         try lstoreOK(["pull", url, "base:line", "--force"], store: clientStore)
+
+        // A server at its connection limit turns the next client away; a silent client is dropped.
+        let busy = try serve(serverStore, ["--max-connections", "1", "--timeout", "2"])
+        let idle = connection(port: busy.port)
+        defer { close(idle) }
+        usleep(200_000)
+        let turnedAway = try lstore(["pull", "http://127.0.0.1:\(busy.port)", "base"], store: clientStore)
+        #expect(!turnedAway.succeeded && turnedAway.stderr.contains("HTTP 503"), "\(turnedAway.stderr)")
+        sleep(3)
+        try lstoreOK(["pull", "http://127.0.0.1:\(busy.port)", "base:again"], store: clientStore)
     }
 }
 
