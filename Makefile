@@ -1,7 +1,7 @@
 # lstore: `make demo` shows the main job end to end; `make test` runs every test.
 SWIFT ?= swift
 # What building and testing need from Debian/Ubuntu.
-APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev \
+APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev libssl-dev openssl \
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client
 CHAIN ?= /var/tmp/lstore-chain
 

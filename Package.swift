@@ -32,9 +32,9 @@ let package = Package(
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // Moving layers between stores: the protocol (spec/protocol.md), its HTTP and ssh carriers on
-        // POSIX sockets and pipes, the server, pull and push.
-        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree"]),
+        // Moving layers between stores: the protocol (spec/protocol.md), its HTTP(S) and ssh carriers
+        // on POSIX sockets, OpenSSL and pipes, the server, pull and push.
+        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree", "COpenSSL"]),
         // Tarballs in and out (pax with xattrs), through libarchive.
         .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
         // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
@@ -52,6 +52,7 @@ let package = Package(
         systemLibrary("CZlib", pkg: "zlib", apt: "zlib1g-dev"),
         systemLibrary("CLZMA", pkg: "liblzma", apt: "liblzma-dev"),
         systemLibrary("CArchive", pkg: "libarchive", apt: "libarchive-dev"),
+        systemLibrary("COpenSSL", pkg: "openssl", apt: "libssl-dev"),
 
         .target(name: "LStoreTestSupport", dependencies: ["LStoreTree"], path: "Tests/LStoreTestSupport"),
         .testTarget(name: "LStoreCompressionTests", dependencies: ["LStoreCompression"]),

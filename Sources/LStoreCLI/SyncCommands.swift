@@ -33,6 +33,12 @@ struct ServeCommand: ParsableCommand {
     @Flag(name: .customLong("private"), help: "Ask for a token for pulls too.")
     var privatePulls = false
 
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp("Serve HTTPS with this certificate chain (PEM).", valueName: "file"))
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp("The private key of --tls-cert (PEM).", valueName: "file"))
+    var tlsKey: String?
+
     @Option(name: .customLong("max-connections"), help: "Clients served at once; more are turned away.")
     var maxConnections = 32
 
@@ -42,6 +48,8 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (listen != nil) != stdio else { throw ValidationError("give either --listen ADDR:PORT or --stdio") }
         if privatePulls && tokenFile == nil { throw ValidationError("--private needs --token-file") }
+        if (tlsCertificate == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if stdio && tlsCertificate != nil { throw ValidationError("--stdio does not speak TLS (ssh encrypts)") }
         guard maxConnections >= 1, timeout > 0 else { throw ValidationError("--max-connections and --timeout must be positive") }
     }
 
@@ -56,8 +64,9 @@ struct ServeCommand: ParsableCommand {
             try serveStandardStreams(service)
             return
         }
-        let server = try HTTPServer(service: service, address: listen!, maxConnections: maxConnections, timeout: timeout)
-        print("serving \(storeOptions.path) on port \(server.port)")
+        let tls = try tlsCertificate.map { try TLSContext(certificate: $0, key: tlsKey!) }
+        let server = try HTTPServer(service: service, address: listen!, tls: tls, maxConnections: maxConnections, timeout: timeout)
+        print("serving \(storeOptions.path) over \(tls == nil ? "HTTP" : "HTTPS") on port \(server.port)")
         fflush(nil)
         try server.run()
     }
@@ -118,6 +127,9 @@ struct PeerOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seconds to wait for the peer before giving up.", valueName: "seconds"))
     var timeout = 60.0
 
+    @Option(name: .customLong("ca-file"), help: ArgumentHelp("Certificates an https peer's may chain to (PEM; default: $LSTORE_CA, else the system's).", valueName: "file"))
+    var caFile: String?
+
     /// Connects to `remote`: a remote's name or a URL.
     func connect(_ remote: String, storePath: String) throws -> Peer {
         signal(SIGPIPE, SIG_IGN)
@@ -129,7 +141,8 @@ struct PeerOptions: ParsableArguments {
             let text = try String(contentsOfFile: file, encoding: .utf8)
             token = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         }
-        return try Peer(url: url, token: token, timeout: timeout)
+        let environment = ProcessInfo.processInfo.environment["LSTORE_CA"]
+        return try Peer(url: url, token: token, authorities: caFile ?? (environment?.isEmpty == false ? environment : nil), timeout: timeout)
     }
 }
 

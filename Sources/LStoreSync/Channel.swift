@@ -14,6 +14,8 @@ final class ChannelReader {
     var limit: Int?
     /// When the whole message must have arrived (monotonic seconds), however the bytes trickle in.
     var deadline: Double?
+    /// The TLS session the bytes come through, if any.
+    var tls: TLSSession?
     /// Every byte read from the descriptor so far.
     private(set) var bytesRead: UInt64 = 0
     private var buffer: [UInt8]
@@ -48,11 +50,20 @@ final class ChannelReader {
             guard left > 0 else { throw SyncError.timeout(name, seconds: timeout) }
             wait = min(wait, left)
         }
-        try waitUntilReady(fd, events: Int16(POLLIN), timeout: wait, name: name)
+        if !(tls?.pending ?? false) {
+            try waitUntilReady(fd, events: Int16(POLLIN), timeout: wait, name: name)
+        }
         var want = buffer.count - end
         if let limit { want = min(want, limit) }
         let got = try buffer.withUnsafeMutableBytes { raw in
-            try systemCall("read", path: name) { Glibc.read(fd, raw.baseAddress! + end, want) }
+            if let tls {
+                do {
+                    return try tls.read(raw.baseAddress! + end, want)
+                } catch SyncError.timeout {
+                    throw SyncError.timeout(name, seconds: timeout.rounded(.up))
+                }
+            }
+            return try systemCall("read", path: name) { Glibc.read(fd, raw.baseAddress! + end, want) }
         }
         if got == 0 { return false }
         end += got
@@ -109,6 +120,8 @@ final class ChannelWriter {
     let fd: Int32
     let name: String
     var timeout: Double
+    /// The TLS session the bytes go through, if any.
+    var tls: TLSSession?
     /// Every byte handed to `write` so far.
     private(set) var bytesWritten: UInt64 = 0
     private var buffer: [UInt8] = []
@@ -143,6 +156,10 @@ final class ChannelWriter {
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
+            if let tls {
+                offset += try tls.write(bytes.baseAddress! + offset, bytes.count - offset)
+                continue
+            }
             try waitUntilReady(fd, events: Int16(POLLOUT), timeout: timeout, name: name)
             let done = try systemCall("write", path: name) {
                 send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))

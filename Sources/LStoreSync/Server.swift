@@ -13,12 +13,15 @@ public final class HTTPServer: @unchecked Sendable {
     public let maxConnections: Int
     /// Seconds a connection may stay silent.
     public let timeout: Double
+    /// With a TLS context, clients speak HTTPS.
+    public let tls: TLSContext?
     private let listener: Int32
     private let active = Mutex(0)
 
     /// Listens on `address` (`HOST:PORT`, `[V6]:PORT`; port 0 picks a free one).
-    public init(service: Service, address: String, maxConnections: Int = 32, timeout: Double = 60) throws {
+    public init(service: Service, address: String, tls: TLSContext? = nil, maxConnections: Int = 32, timeout: Double = 60) throws {
         self.service = service
+        self.tls = tls
         self.maxConnections = maxConnections
         self.timeout = timeout
         let (host, port) = try splitHostPort(address, defaultPort: nil)
@@ -80,6 +83,11 @@ public final class HTTPServer: @unchecked Sendable {
             try? output.flush()
         }
         do {
+            if let tls {
+                let session = try TLSSession.accept(tls, fd: fd, timeout: timeout)
+                input.tls = session
+                output.tls = session
+            }
             let requestLine = try input.readLine(maxLength: 8192).split(separator: " ")
             var length: Int?
             var chunked = false
@@ -106,6 +114,7 @@ public final class HTTPServer: @unchecked Sendable {
                 try FrameWriter(channel: output).error(.badRequest, "\(error)")
             }
             try output.flush()
+            output.tls?.shutdown()
             shutdown(fd, Int32(SHUT_WR))
         } catch {
             // The client went away or broke the protocol: nothing more to say to it.

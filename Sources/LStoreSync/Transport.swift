@@ -7,20 +7,19 @@ import Glibc
 /// Where a peer is: `http://HOST[:PORT][/PATH]` or `ssh://[USER@]HOST[:PORT]/STORE/PATH`.
 public enum RemoteURL: Equatable, Sendable, CustomStringConvertible {
     case http(host: String, port: UInt16, path: String)
+    case https(host: String, port: UInt16, path: String)
     case ssh(user: String?, host: String, port: UInt16?, path: String)
 
     public init(parsing text: String) throws {
-        if text.hasPrefix("https://") {
-            throw SyncError.invalidArgument("'\(text)': https is not supported by this client yet; use http:// on a trusted network or ssh://")
-        }
-        if text.hasPrefix("http://") {
-            let rest = text.dropFirst("http://".count)
+        if text.hasPrefix("http://") || text.hasPrefix("https://") {
+            let secure = text.hasPrefix("https://")
+            let rest = text.dropFirst(secure ? "https://".count : "http://".count)
             let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-            let (host, port) = try splitHostPort(String(rest[..<slash]), defaultPort: 80)
+            let (host, port) = try splitHostPort(String(rest[..<slash]), defaultPort: secure ? 443 : 80)
             var path = String(rest[slash...])
             while path.hasSuffix("/") { path.removeLast() }
             guard !path.contains(" "), !host.contains("@") else { throw SyncError.invalidURL(text) }
-            self = .http(host: host, port: port, path: path)
+            self = secure ? .https(host: host, port: port, path: path) : .http(host: host, port: port, path: path)
         } else if text.hasPrefix("ssh://") {
             let rest = text.dropFirst("ssh://".count)
             guard let slash = rest.firstIndex(of: "/") else { throw SyncError.invalidURL(text) }
@@ -50,6 +49,8 @@ public enum RemoteURL: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .http(let host, let port, let path):
             "http://\(host.contains(":") ? "[\(host)]" : host):\(port)\(path)"
+        case .https(let host, let port, let path):
+            "https://\(host.contains(":") ? "[\(host)]" : host):\(port)\(path)"
         case .ssh(let user, let host, let port, let path):
             "ssh://\(user.map { $0 + "@" } ?? "")\(host)\(port.map { ":\($0)" } ?? "")\(path)"
         }
@@ -75,17 +76,20 @@ final class HTTPTransport: Transport {
     let port: UInt16
     let path: String
     let timeout: Double
+    /// With a TLS context, HTTPS.
+    let tls: TLSContext?
     private(set) var bytesSent: UInt64 = 0
     private(set) var bytesReceived: UInt64 = 0
 
-    init(host: String, port: UInt16, path: String, timeout: Double) {
+    init(host: String, port: UInt16, path: String, tls: TLSContext?, timeout: Double) {
         self.host = host
         self.port = port
         self.path = path
+        self.tls = tls
         self.timeout = timeout
     }
 
-    private var name: String { "http://\(host):\(port)" }
+    private var name: String { "\(tls == nil ? "http" : "https")://\(host):\(port)" }
 
     func exchange<T>(length: Int, bounded: Bool, body: (FrameWriter) throws -> Void,
                      response: (FrameReader) throws -> T) throws -> T {
@@ -93,6 +97,11 @@ final class HTTPTransport: Transport {
         defer { Glibc.close(fd) }
         let output = ChannelWriter(fd: fd, name: name, timeout: timeout)
         let input = ChannelReader(fd: fd, name: name, timeout: timeout)
+        if let tls {
+            let session = try TLSSession.connect(tls, fd: fd, host: host, timeout: timeout)
+            output.tls = session
+            input.tls = session
+        }
         defer {
             bytesSent += output.bytesWritten
             bytesReceived += input.bytesRead

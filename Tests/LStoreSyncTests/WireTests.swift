@@ -19,7 +19,7 @@ struct WireTests {
         for bad in ["desk:7070", "ftp://desk", "http://desk:99999", "ssh://desk", "ssh://-oProxyCommand=x/store", "ssh://desk/", "http://:80"] {
             #expect(throws: SyncError.self, "\(bad)") { try RemoteURL(parsing: bad) }
         }
-        #expect(throws: SyncError.self) { try RemoteURL(parsing: "https://desk") }
+        #expect(try RemoteURL(parsing: "https://desk/") == .https(host: "desk", port: 443, path: ""))
         #expect(shellQuoted("/a b/it's") == "'/a b/it'\\''s'")
     }
 
