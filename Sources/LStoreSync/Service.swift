@@ -69,17 +69,22 @@ public struct Service: Sendable {
         guard tokenLength <= SyncProtocol.maxTokenLength else { throw SyncError.protocolViolation("token too long") }
         let token = Array(try reader.take(tokenLength))
         try reader.expectEnd()
+        /// Refuses the request: its frames are read (and dropped) first, so the stream stays in step.
+        func refuse(_ code: PeerErrorCode, _ message: String) throws {
+            while try frames.next(allowing: [.ids, .object, .update, .end]).type != .end {}
+            try out.error(code, message)
+        }
         guard version == SyncProtocol.version else {
-            return try out.error(.unsupportedVersion, "protocol version \(version) is not supported (this server speaks \(SyncProtocol.version))")
+            return try refuse(.unsupportedVersion, "protocol version \(version) is not supported (this server speaks \(SyncProtocol.version))")
         }
         guard let operation = Operation(rawValue: rawOperation) else {
-            return try out.error(.badRequest, "unknown operation \(rawOperation)")
+            return try refuse(.badRequest, "unknown operation \(rawOperation)")
         }
         let writes = operation == .push || operation == .updateRef
-        if writes && policy.readOnly { return try out.error(.readOnly, "this server is read-only") }
+        if writes && policy.readOnly { return try refuse(.readOnly, "this server is read-only") }
         let needsToken = !policy.trusted && !policy.tokenDigests.isEmpty && (writes || policy.privatePulls)
         if needsToken && !policy.accepts(token) {
-            return try out.error(.unauthorized, token.isEmpty ? "a token is required (--token-file or LSTORE_TOKEN)" : "the token is not valid")
+            return try refuse(.unauthorized, token.isEmpty ? "a token is required (--token-file or LSTORE_TOKEN)" : "the token is not valid")
         }
         let store = try Store.open(at: storePath)
         do {
