@@ -374,6 +374,30 @@ struct HostileClientTests {
         try lstoreOK(["commit", scratch.sub("tree"), "--ref", "base"], store: store)
     }
 
+    /// `serve --stdio` answers request after request on one stream; a refused one leaves it in step.
+    @Test func standardStreamsStayInStepAfterARefusal() throws {
+        let script = """
+            import struct, subprocess, sys
+            def frame(kind, payload=b""): return struct.pack("<IQ", kind, len(payload)) + payload
+            def request(op): return frame(1, struct.pack("<IBH", 1, op, 0))
+            push = request(4) + frame(6, bytes(52 + 10)) + frame(10)
+            refs = request(1) + frame(10)
+            server = subprocess.run([sys.argv[1], "serve", "--stdio", "--read-only", "--store", sys.argv[2]],
+                                    input=push + refs, capture_output=True, timeout=30)
+            out = server.stdout
+            kinds = []
+            while len(out) >= 12:
+                kind, length = struct.unpack_from("<IQ", out)
+                kinds.append((kind, out[12:12 + length]))
+                out = out[12 + length:]
+            print(kinds[0][0], kinds[0][1][4:].decode(), [k for k, _ in kinds[2:]], server.returncode)
+            """
+        try sh("cat > \(scratch.sub("stdio.py")) <<'EOF'\n\(script)\nEOF")
+        let answer = try sh("python3 \(scratch.sub("stdio.py")) \(lstoreBinary) \(store)")
+        // error "read-only", end; then info, ref base, end; then a clean exit at the end of the input.
+        #expect(answer == "9 this server is read-only [2, 3, 10] 0\n", "\(answer)")
+    }
+
     @Test(arguments: [
         ("wrong-bytes", "error 7 corrupt store data: pushed object: block"),
         ("huge-frame", "error 1 protocol violation: client: a object frame of 1152921504606846976 bytes"),
