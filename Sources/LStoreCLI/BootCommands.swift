@@ -177,7 +177,8 @@ extension BootCommand {
                 }
                 let imageOptions = try self.imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize,
                                                                          time: commit.time)
-                try writeImage(root, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs")
+                try writeImage(root, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
+                               display: layout.image(name))
                 try syncPath(staging + "/image.sfs")
                 try kernelSource.write(to: kernelStaging + "/vmlinuz", contents: contents)
                 try initrdSource.write(to: kernelStaging + "/initrd.img", contents: contents)
