@@ -48,13 +48,11 @@ struct BootLayout {
     /// The staged layers, by name.
     func staged() throws -> [StagedLayer] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: layersDirectory) else { return [] }
-        return names.sorted().filter { isValidName($0) }.compactMap { name in
+        return names.sorted().filter(Self.isValidName).compactMap { name in
             guard let data = FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json") else { return nil }
             return StagedLayer(json: data)
         }
     }
-
-    private func isValidName(_ name: String) -> Bool { Self.isValidName(name) }
 
     /// The default layer's name, when there is one.
     func defaultName() -> String? {

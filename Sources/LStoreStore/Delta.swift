@@ -18,9 +18,6 @@ public struct OverlayDelta {
 
     /// The delta tree: its root is always there, with the child's root metadata.
     public let root: Node
-    /// How many entries the child added or changed, deleted (whiteouts), and replaced with opaque
-    /// directories.
-    public private(set) var changed = 0, whiteouts = 0, opaqueDirectories = 0
 
     public init(base: Node, child: Node) {
         root = Node(name: [], metadata: child.metadata, content: .directory(Directory()))
@@ -44,13 +41,12 @@ public struct OverlayDelta {
         }
     }
 
-    private mutating func merge(_ base: Directory, _ child: Directory, into out: Directory) {
+    private func merge(_ base: Directory, _ child: Directory, into out: Directory) {
         let baseByName = Dictionary(base.children.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         let childByName = Dictionary(child.children.map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
         for entry in child.children {
             guard let old = baseByName[entry.name] else {
                 out.upsert(copy(entry))
-                changed += 1
                 continue
             }
             switch (old.directory, entry.directory) {
@@ -70,21 +66,16 @@ public struct OverlayDelta {
                 merge(oldDirectory, newDirectory, into: sub)
                 if !sub.children.isEmpty || old.metadata != entry.metadata {
                     out.upsert(Node(name: entry.name, metadata: entry.metadata, content: .directory(sub)))
-                    if old.metadata != entry.metadata { changed += 1 }
                 }
             case (nil, _?):
                 out.upsert(opaqueCopy(entry))
             default:
-                if !Self.same(old, entry) {
-                    out.upsert(copy(entry))
-                    changed += 1
-                }
+                if !Self.same(old, entry) { out.upsert(copy(entry)) }
             }
         }
         for old in base.children where childByName[old.name] == nil {
             out.upsert(Node(name: old.name, metadata: Metadata(kind: .characterDevice, permissions: 0),
                             content: Self.whiteout))
-            whiteouts += 1
         }
     }
 
@@ -94,17 +85,17 @@ public struct OverlayDelta {
         return Node(name: entry.name, metadata: entry.metadata, content: .directory(Directory(children: directory.children.map(copy))))
     }
 
-    private mutating func opaqueCopy(_ entry: Node) -> Node {
+    /// `entry`'s whole directory, marked opaque: nothing of the base shows through it.
+    private func opaqueCopy(_ entry: Node) -> Node {
         let node = copy(entry)
         node.metadata.xattrs.removeAll { $0.name == Self.opaque.name }
         node.metadata.xattrs.append(Self.opaque)
-        opaqueDirectories += 1
         return node
     }
 
     /// Adds every member of each child hardlink set of which the delta holds at least one member,
     /// with the directories on the way (child metadata), so that links resolve inside the delta.
-    private mutating func includeHardlinkSets(of child: Node) {
+    private func includeHardlinkSets(of child: Node) {
         var sets: [[UInt8]: [[UInt8]]] = [:]
         child.walk { path, node in
             if case .hardlink(let holder) = node.content { sets[holder, default: [holder]].append(path) }
@@ -113,7 +104,6 @@ public struct OverlayDelta {
             for member in members where root.lookup(member) == nil {
                 guard let node = child.lookup(member) else { continue }
                 insert(node, at: member, from: child)
-                changed += 1
             }
         }
     }
