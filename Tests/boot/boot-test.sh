@@ -341,7 +341,7 @@ case_basic() {
 		check_root "$kind-basic-$n" /run/lstore/layers/0
 		check "$kind-basic-$n" 'mount=/run/lstore/layers/0 /dev/vdb squashfs ro'
 		# sdunit: the root was mounted by sd-lstore's unit (there is no other lstore hook).
-		if [[ $kind == sdunit ]] && ! grep -q 'Finished .*lstore: layer images as the root file system' "$WORK/logs/$kind-basic-$n.log"; then
+		if [[ $kind == sdunit ]] && ! grep -qE 'lstore-sysroot\[[0-9]+\]: lstore: root is overlay ' "$WORK/logs/$kind-basic-$n.log"; then
 			CHECK_FAILED+=("$kind-basic-$n: lstore-sysroot.service did not run")
 		fi
 	done
