@@ -102,3 +102,36 @@ struct DeltaTests {
         #expect(!FileManager.default.fileExists(atPath: scratch.sub("x.sfs")))
     }
 }
+
+/// The Debian chain's gaming layer as a delta over its parent, boot: the overlay of the two images
+/// is gaming's tree, entry for entry.
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["LSTORE_CHAIN"] != nil && isRoot,
+                             "set LSTORE_CHAIN to the directory debian-chain.sh built"))
+struct DebianDeltaTests {
+    let chain = ProcessInfo.processInfo.environment["LSTORE_CHAIN"] ?? ""
+    let scratch = TemporaryDirectory("debian-delta")
+
+    @Test func gamingOverBootIsGaming() throws {
+        let store = scratch.sub("store")
+        try lstoreOK(["init"], store: store)
+        try lstoreOK(["commit", chain + "/rootfs-boot", "--ref", "boot"], store: store)
+        try lstoreOK(["commit", chain + "/rootfs-gaming", "--ref", "gaming", "--parent", "boot"], store: store)
+        try lstoreOK(["checkout", "boot", "--squashfs", scratch.sub("boot.sfs")], store: store)
+        try lstoreOK(["checkout", "gaming", "--squashfs", scratch.sub("gaming.sfs"), "--delta-from", "boot"], store: store)
+        try lstoreOK(["checkout", "gaming", "--squashfs", scratch.sub("gaming-full.sfs")], store: store)
+        let oracle = ["--mtime-seconds", "--xattr-namespaces", "user,trusted,security"]
+        try sh("""
+            cd \(scratch.path) && mkdir lower upper merged
+            mount -t squashfs -o loop,ro boot.sfs lower && mount -t squashfs -o loop,ro gaming.sfs upper
+            mount -t overlay lstore-test -o lowerdir=upper:lower merged
+            """)
+        defer { _ = try? sh("cd \(scratch.path) && umount merged; umount upper; umount lower") }
+        let merged = try manifest(scratch.sub("merged"), options: oracle)
+        let gaming = try manifest(chain + "/rootfs-gaming", options: oracle)
+        #expect(merged == gaming, "\(manifestDifference(merged, gaming))")
+        #expect(merged.split(separator: "\n").count > 10000)
+        let sizes = try sh("stat -c %s \(scratch.sub("gaming.sfs")) \(scratch.sub("gaming-full.sfs"))")
+            .split(separator: "\n").compactMap { Int($0) }
+        #expect(sizes.count == 2 && sizes[0] < sizes[1] * 3 / 4, "the delta is smaller than the whole image: \(sizes)")
+    }
+}
