@@ -96,7 +96,7 @@ for f in hooks/common/lstore-lib.sh hooks/initcpio/hooks/lstore hooks/initramfs-
 	if (cd "$REPO" && shellcheck -x -s sh "$f" && dash -n "$f" && busybox sh -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
 done
 for f in hooks/initcpio/install/lstore hooks/initcpio/install/sd-lstore hooks/dracut/90lstore/module-setup.sh Tests/boot/boot-test.sh \
-	Tests/boot/prepare.sh Tests/boot/initcpio/build.sh Tests/boot/lib-test.sh; do
+	Tests/boot/prepare.sh Tests/boot/initcpio/build.sh Tests/boot/lib-test.sh Tests/boot/sd/module-setup.sh; do
 	if (cd "$REPO" && shellcheck -x -s bash "$f" && bash -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
 done
 
