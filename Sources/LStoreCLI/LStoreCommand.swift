@@ -53,6 +53,10 @@ public struct LStoreCommand: ParsableCommand {
             Glibc.exit(code.rawValue)
         } catch let error as ValidationError {
             Self.exit(withError: error)
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // --help and `help` come back from run() as the parser's own (internal) error type,
+            // which prints the help and exits 0.
+            Self.exit(withError: error)
         } catch {
             note("lstore: \(error)")
             Glibc.exit(1)

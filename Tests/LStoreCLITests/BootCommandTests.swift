@@ -185,6 +185,15 @@ struct BootCommandTests {
             + "(/boot/initrd.img-VERSION, /boot/initramfs-VERSION.img, /usr/lib/modules/VERSION/initrd): give --initrd\n", "\(result.stderr)")
     }
 
+    @Test func helpIsPrinted() throws {
+        for command in [["boot", "--help"], ["boot", "stage", "--help"], ["checkout", "--help"]] {
+            let result = try lstore(command)
+            #expect(result.status == 0 && result.stdout.contains("USAGE: lstore \(command.dropLast().joined(separator: " "))"),
+                    "\(command): \(result.stdout)\(result.stderr)")
+        }
+        #expect(try lstoreOK(["boot", "stage", "--help"]).contains("--boot-dir <dir>"))
+    }
+
     @Test func defaultAndRemoveOfUnknownNamesAreRefused() throws {
         for command in ["default", "rm"] {
             let result = try lstore(["boot", command, "nothing", "--boot-dir", boot])
