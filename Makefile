@@ -5,7 +5,7 @@ APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzm
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client
 CHAIN ?= /var/tmp/lstore-chain
 
-.PHONY: all deps build release test demo bench boot-check boot-test clean
+.PHONY: all deps build release test demo bench boot-check boot-test boot-test-ci clean
 
 all: build
 
@@ -44,14 +44,22 @@ bench: release
 
 # The boot hooks: lint, and the library's unit tests under dash, busybox sh and bash (seconds).
 boot-check:
-	@for p in shellcheck dash busybox-static squashfs-tools; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@for p in shellcheck dash busybox-static squashfs-tools systemd; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	Tests/boot/lib-test.sh
 
-# Boots a Debian systemd image in qemu through mkinitcpio-style, initramfs-tools and dracut
-# initramfs images with the hooks (root; about 15 minutes, more the first time).
-boot-test:
-	Tests/boot/boot-test.sh
+# Boots lstore's images of the Debian chain (LSTORE_CHAIN) in qemu through mkinitcpio-style,
+# initramfs-tools and dracut initramfs images with the hooks (root; about 30 minutes).
+boot-test: deps
+	$(SWIFT) build -c release --product lstore
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh
+
+# The CI subset of boot-test: each kind boots twice (the file written is gone), and copytoram,
+# persist_paths, a stacked chain with a --delta-from child and a `lstore boot stage` entry once each.
+BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged;dracut:basic,stacked
+boot-test-ci: deps
+	$(SWIFT) build -c release --product lstore
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240
 
 clean:
 	rm -rf .build

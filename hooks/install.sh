@@ -15,6 +15,9 @@ inst 0644 common/lstore-lib.sh usr/lib/lstore/lstore-lib.sh
 case $what in all | initcpio)
 	inst 0644 initcpio/install/lstore usr/lib/initcpio/install/lstore
 	inst 0644 initcpio/hooks/lstore usr/lib/initcpio/hooks/lstore
+	inst 0644 initcpio/install/sd-lstore usr/lib/initcpio/install/sd-lstore
+	inst 0755 initcpio/systemd/lstore-sysroot usr/lib/lstore/systemd/lstore-sysroot
+	inst 0644 initcpio/systemd/lstore-sysroot.service usr/lib/lstore/systemd/lstore-sysroot.service
 	;;
 esac
 case $what in all | initramfs-tools)

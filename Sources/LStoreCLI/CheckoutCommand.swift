@@ -12,7 +12,9 @@ struct CheckoutCommand: ParsableCommand {
         abstract: "Write a commit's tree out: as a directory, a pax tarball or a squashfs image.",
         discussion: """
             --dir writes into a new or empty directory only. --squashfs uses the store's codec, level and \
-            block size unless told otherwise; then each stored block is copied into the image as it is.
+            block size unless told otherwise; then each stored block is copied into the image as it is. \
+            With --delta-from, the image holds only what differs from BASE, in overlayfs form (whiteouts \
+            for deleted entries, opaque directories): mounted over BASE's image, it shows the whole tree.
             """)
 
     @OptionGroup var storeOptions: StoreOptions
@@ -29,6 +31,10 @@ struct CheckoutCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write a squashfs image.", valueName: "file"))
     var squashfs: String?
 
+    @Option(name: .customLong("delta-from"), help: ArgumentHelp(
+        "With --squashfs: write only what differs from this ref or commit, as an overlayfs upper layer.", valueName: "base"))
+    var deltaFrom: String?
+
     @OptionGroup var imageOptions: ImageOptions
     @OptionGroup var output: OutputOptions
 
@@ -36,12 +42,17 @@ struct CheckoutCommand: ParsableCommand {
         guard [dir, tar, squashfs].compactMap({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --dir, --tar or --squashfs")
         }
+        if deltaFrom != nil && squashfs == nil { throw ValidationError("--delta-from goes with --squashfs") }
     }
 
     func run() throws {
         let store = try storeOptions.open()
         let commit = try store.commit(try store.resolve(revision))
-        let root = try store.loadTree(commit.tree)
+        var root = try store.loadTree(commit.tree)
+        if let deltaFrom {
+            let base = try store.commit(try store.resolve(deltaFrom))
+            root = OverlayDelta(base: try store.loadTree(base.tree), child: root).root
+        }
         let bar = ProgressBar("checking out", total: commit.entries, bytes: false)
         defer { bar.finish() }
         if let squashfs {

@@ -17,7 +17,7 @@ public struct LStoreCommand: ParsableCommand {
         subcommands: [
             InitCommand.self, CommitCommand.self, CheckoutCommand.self, SquashfsCommand.self, InspectCommand.self,
             RefsCommand.self, RefCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self,
-            FsckCommand.self, GCCommand.self, RepackCommand.self, StatsCommand.self, ReflogCommand.self,
+            FsckCommand.self, GCCommand.self, RepackCommand.self, StatsCommand.self, ReflogCommand.self, BootCommand.self,
             ServeCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self,
         ])
 
@@ -53,6 +53,10 @@ public struct LStoreCommand: ParsableCommand {
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
         } catch let error as ValidationError {
+            Self.exit(withError: error)
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // --help and `help` come back from run() as the parser's own (internal) error type,
+            // which prints the help and exits 0.
             Self.exit(withError: error)
         } catch {
             note("lstore: \(error)")

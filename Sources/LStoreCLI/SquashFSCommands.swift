@@ -111,15 +111,16 @@ struct ImageOptions: ParsableArguments {
 }
 
 /// Writes an image to a temporary name and renames it into place, so that a failure leaves no
-/// half image; says once what squashfs could not hold.
+/// half image; says once what squashfs could not hold, naming the image `display` (default: `path`).
 @discardableResult
-func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String) throws -> SquashFSWriteResult {
+func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String,
+                display: String? = nil) throws -> SquashFSWriteResult {
     let temporary = path + ".lstore-tmp"
     do {
         let result = try SquashFSWriter(options: options).write(root, source: source, to: temporary)
         guard rename(temporary, path) == 0 else { throw FileError(path: path, operation: "rename", errno: errno) }
         if !result.report.isEmpty {
-            for line in "\(result.report)".split(separator: "\n") { note("lstore: warning: \(path): \(line)") }
+            for line in "\(result.report)".split(separator: "\n") { note("lstore: warning: \(display ?? path): \(line)") }
         }
         return result
     } catch {

@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Boots a Debian systemd root filesystem from a squashfs image through lstore's boot hooks, in
-# qemu (TCG), with three kinds of initramfs, and proves from the serial console what happened:
+# Boots a Debian systemd root filesystem from a squashfs image made by `lstore checkout --squashfs`
+# through lstore's boot hooks, in qemu (TCG), with three kinds of initramfs, and proves from the
+# serial console what happened:
 #   initcpio  a busybox initramfs reproducing mkinitcpio's /init contract, built by running
 #             hooks/initcpio/install/lstore (Tests/boot/initcpio/)
 #   itools    Debian's mkinitramfs with hooks/initramfs-tools (in a chroot of the boot rootfs)
 #   dracut    dracut --add lstore with hooks/dracut/90lstore (in another chroot): systemd initramfs
 #   dracutsh  the same without systemd (dracut's shell init) and with dash as /bin/sh
+#   sdunit    dracut's systemd initramfs with sd-lstore's unit (mkinitcpio's systemd variant)
+#             mounting /sysroot instead of 90lstore's mount hook
 # Cases (each boot prints LSTORE-CHECK lines from a service ordered after multi-user.target):
 #   basic     lstore.image=/dev/vdb (a raw squashfs disk), booted twice: / is overlay, lower our
 #             squashfs, upper tmpfs, multi-user reached, the file boot 1 wrote is gone in boot 2
 #   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy
 #   stacked   lstore.device=LABEL=... lstore.image=/images/base.sfs:/images/child.sfs on an ext4
-#             disk; the child is an overlayfs-style diff (a whiteout deletes a base file)
+#             disk; the child is the Debian chain's gaming layer written by `lstore checkout
+#             --delta-from` over the boot layer: its files show, the one it deleted does not
+#   bench     (not in the default cases) the same tree from lstore's image, mksquashfs's image and
+#             ext4 (root=, no hook): the guest's time to multi-user, as TIME lines
+#   staged    `lstore boot stage` of a layer holding the kernel and this kind's initramfs onto an
+#             ext4 boot partition; qemu boots the kernel, initrd and options of the BLS entry
 #   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
@@ -19,7 +27,9 @@
 #             runs a command typed on the serial console; leaving it prints the line again and
 #             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
-# Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-t SECONDS]
+# Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-p PLAN] [-t SECONDS]
+#   PLAN: which cases for which kind, e.g. "initcpio:basic,copytoram;itools:basic" (instead of -k, -c)
+# $LSTORE names the lstore binary (default: the release build).
 # Prints one PASS/FAIL line per case and kind; exits non-zero when any failed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,18 +37,24 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
-KINDS=initcpio,itools,dracut,dracutsh
-CASES=basic,copytoram,stacked,persist,persistall,error,badimage
+KINDS=initcpio,itools,dracut,dracutsh,sdunit
+CASES=basic,copytoram,stacked,persist,persistall,staged,error,badimage
+PLAN=
 TIMEOUT=420
-while getopts k:c:t: opt; do
+while getopts k:c:p:t: opt; do
 	case $opt in
 	k) KINDS=$OPTARG ;;
 	c) CASES=$OPTARG ;;
+	p) PLAN=$OPTARG ;;
 	t) TIMEOUT=$OPTARG ;;
 	*) exit 2 ;;
 	esac
 done
+CHILD_ROOTFS=${LSTORE_BOOT_CHILD_ROOTFS:-$(dirname "$ROOTFS")/rootfs-gaming}
+LSTORE=${LSTORE:-$REPO/.build/release/lstore}
 export LSTORE_BOOT_CACHE=$CACHE LSTORE_BOOT_ROOTFS=$ROOTFS
+[[ -x $LSTORE ]] || { echo "boot-test: no lstore binary at $LSTORE (swift build -c release, or set LSTORE)" >&2; exit 2; }
+[[ -d $CHILD_ROOTFS ]] || { echo "boot-test: no child root filesystem at $CHILD_ROOTFS (debian-chain.sh builds it)" >&2; exit 2; }
 
 log() { printf '%s boot-test: %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -68,6 +84,7 @@ say system=$(systemctl is-system-running)
 say marker=$(cat /etc/lstore-boot-marker 2>/dev/null || echo none)
 say child=$(cat /etc/lstore-child-marker 2>/dev/null || echo none)
 if [ -e /etc/lstore-deleted-by-child ]; then say whiteout-target=present; else say whiteout-target=absent; fi
+if [ -x /usr/bin/python3 ]; then say python3=present; else say python3=absent; fi
 say "root=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep -E '^/run/lstore|^/var/lib/lstore-test' | while read -r l; do say "mount=$l"; done
 losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l"; done
@@ -100,21 +117,32 @@ EOS
 	ln -sf ../lstore-boot-check.service "$r/etc/systemd/system/multi-user.target.wants/lstore-boot-check.service"
 }
 
+# test_rootfs DIR: the test's additions to a root filesystem: the check service, the marker, no
+# getty on the serial console (its prompt would interleave with the check's lines).
+test_rootfs() {
+	write_check_service "$1"
+	echo "lstore-marker-$TOKEN" >"$1/etc/lstore-boot-marker"
+	ln -sf /dev/null "$1/etc/systemd/system/serial-getty@ttyS0.service"
+}
+
+# The images, all written by lstore from one store: base.sfs, the boot layer (the root filesystem
+# and the test's additions), and child.sfs, the gaming layer as a delta over it.
 build_images() {
-	log "building the test images (token $TOKEN)"
-	rm -rf "$WORK/rootfs" "$WORK/child" "$WORK/store" "$WORK"/*.sfs "$WORK"/*.ext4
+	log "building the test images with $LSTORE (token $TOKEN)"
+	rm -rf "$WORK/rootfs" "$WORK/child" "$WORK/store" "$WORK/lstore" "$WORK"/*.sfs "$WORK"/*.ext4
 	cp -a "$ROOTFS" "$WORK/rootfs"
-	write_check_service "$WORK/rootfs"
-	echo "lstore-marker-$TOKEN" >"$WORK/rootfs/etc/lstore-boot-marker"
+	test_rootfs "$WORK/rootfs"
 	echo "deleted by the child layer" >"$WORK/rootfs/etc/lstore-deleted-by-child"
-	# No getty on the serial console: its prompt would interleave with the check's lines.
-	ln -sf /dev/null "$WORK/rootfs/etc/systemd/system/serial-getty@ttyS0.service"
-	mksquashfs "$WORK/rootfs" "$WORK/base.sfs" -noappend -comp zstd -quiet -no-progress >/dev/null
-	# The child: an overlayfs-style diff of the base (a new file, and a whiteout, a 0/0 char device).
-	mkdir -p "$WORK/child/etc"
+	# The child: the chain's next layer, with the same additions, its own marker, and one deletion.
+	cp -a "$CHILD_ROOTFS" "$WORK/child"
+	test_rootfs "$WORK/child"
 	echo "lstore-child-$TOKEN" >"$WORK/child/etc/lstore-child-marker"
-	mknod "$WORK/child/etc/lstore-deleted-by-child" c 0 0
-	mksquashfs "$WORK/child" "$WORK/child.sfs" -noappend -comp zstd -quiet -no-progress >/dev/null
+	rm -f "$WORK/child/etc/lstore-deleted-by-child"
+	"$LSTORE" --store "$WORK/lstore" init >/dev/null
+	"$LSTORE" --store "$WORK/lstore" commit "$WORK/rootfs" --ref boot -m "boot test: base" >/dev/null
+	"$LSTORE" --store "$WORK/lstore" commit "$WORK/child" --ref gaming --parent boot -m "boot test: child" >/dev/null
+	"$LSTORE" --store "$WORK/lstore" checkout boot --squashfs "$WORK/base.sfs" 2>/dev/null
+	"$LSTORE" --store "$WORK/lstore" checkout gaming --squashfs "$WORK/child.sfs" --delta-from boot 2>/dev/null
 	# A disk holding the images as files, found by its label.
 	mkdir -p "$WORK/store/images"
 	cp "$WORK/base.sfs" "$WORK/child.sfs" "$WORK/store/images/"
@@ -122,7 +150,8 @@ build_images() {
 	mkfs.ext4 -q -F -L LSTOREIMG -d "$WORK/store" "$WORK/store.ext4" "${mb}M"
 	# A scratch disk, /dev/vda, also used for persistence.
 	mkfs.ext4 -q -F -L LSTOREPERSIST -U "$PERSIST_UUID" "$WORK/persist.ext4" 64M
-	log "images: base.sfs $(du -h "$WORK/base.sfs" | cut -f1), child.sfs $(du -h "$WORK/child.sfs" | cut -f1)"
+	log "images: base.sfs $(du -h "$WORK/base.sfs" | cut -f1), child.sfs $(du -h "$WORK/child.sfs" | cut -f1)" \
+		"(a delta; the child tree is $(du -sh "$WORK/child" | cut -f1))"
 }
 
 # ---------------------------------------------------------------- initramfs builders
@@ -162,6 +191,19 @@ build_dracut() {
 	mv "$c/tmp/initrd-dracut.img" "$WORK/initrd-dracut.img"
 }
 
+# sd-lstore's unit and script (mkinitcpio's systemd variant) in dracut's systemd initramfs, in place
+# of 90lstore's mount hook (Tests/boot/sd/module-setup.sh).
+build_sdunit() {
+	"$HERE/prepare.sh" chroot-dracut
+	local c=$CACHE/chroot-dracut
+	"$REPO/hooks/install.sh" "$c" initcpio
+	"$REPO/hooks/install.sh" "$c" dracut
+	mkdir -p "$c/usr/lib/dracut/modules.d/91lstoresd"
+	cp "$HERE/sd/module-setup.sh" "$c/usr/lib/dracut/modules.d/91lstoresd/"
+	in_chroot dracut dracut --quiet --force --no-hostonly --kver "$KVER" --add lstoresd --omit lstore /tmp/initrd-sdunit.img
+	mv "$c/tmp/initrd-sdunit.img" "$WORK/initrd-sdunit.img"
+}
+
 # dracut's own shell init instead of systemd, with dash as /bin/sh.
 build_dracutsh() {
 	"$HERE/prepare.sh" chroot-dracut
@@ -179,18 +221,21 @@ build_dracutsh() {
 # $WORK/logs/NAME.log.
 # Sets BOOT_SECS (seconds from qemu's start to the check's last line, or to the end) and
 # BOOT_STATUS (finished: the check ran to its end; error: an lstore error line; timeout).
+# BOOT_KERNEL, BOOT_INITRD and BOOT_CMDLINE replace the kernel, the kind's initrd and
+# "console=ttyS0 APPEND"; BOOT_DISK adds a disk, /dev/vdd (read-only unless BOOT_DISK_RW is set).
 boot() {
 	local kind=$1 name=$2 disk=$3 append=$4
-	local logf=$WORK/logs/$name.log start t0=$SECONDS pid
+	local logf=$WORK/logs/$name.log start t0=$SECONDS pid extra=()
+	[[ -z ${BOOT_DISK:-} ]] || extra=(-drive "file=$BOOT_DISK,if=virtio,format=raw$([[ -n ${BOOT_DISK_RW:-} ]] || echo ,readonly=on)")
 	: >"$logf"
 	start=$(date +%s.%N)
 	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
-		-kernel "$KERNEL" -initrd "$WORK/initrd-$kind.img" \
-		-append "console=ttyS0 $append" \
+		-kernel "${BOOT_KERNEL:-$KERNEL}" -initrd "${BOOT_INITRD:-$WORK/initrd-$kind.img}" \
+		-append "${BOOT_CMDLINE:-console=ttyS0 $append}" \
 		-drive "file=$disk,if=virtio,format=raw" \
 		-drive "file=$WORK/base.sfs,if=virtio,format=raw,readonly=on" \
 		-drive "file=$WORK/store.ext4,if=virtio,format=raw,readonly=on" \
-		</dev/null >"$logf" 2>&1 &
+		"${extra[@]}" </dev/null >"$logf" 2>&1 &
 	pid=$!
 	BOOT_STATUS=timeout
 	while kill -0 "$pid" 2>/dev/null; do
@@ -295,6 +340,10 @@ case_basic() {
 		[[ $n == 1 ]] && t1=$BOOT_SECS || t2=$BOOT_SECS
 		check_root "$kind-basic-$n" /run/lstore/layers/0
 		check "$kind-basic-$n" 'mount=/run/lstore/layers/0 /dev/vdb squashfs ro'
+		# sdunit: the root was mounted by sd-lstore's unit (there is no other lstore hook).
+		if [[ $kind == sdunit ]] && ! grep -qE 'lstore-sysroot\[[0-9]+\]: lstore: root is overlay ' "$WORK/logs/$kind-basic-$n.log"; then
+			CHECK_FAILED+=("$kind-basic-$n: lstore-sysroot.service did not run")
+		fi
 	done
 	report "$kind" basic "boots ${t1}s, ${t2}s$(timing "$kind-basic-1")"
 }
@@ -312,11 +361,73 @@ case_stacked() {
 	local kind=$1
 	boot "$kind" "$kind-stacked" "$(fresh_disk "$kind-stacked")" "boot=lstore lstore.device=LABEL=LSTOREIMG lstore.image=/images/base.sfs:images/child.sfs lstore.overlay_size=256M"
 	check_root "$kind-stacked" /run/lstore/layers/1:/run/lstore/layers/0
-	check "$kind-stacked" "child=lstore-child-$TOKEN" 'whiteout-target=absent' \
+	check "$kind-stacked" "child=lstore-child-$TOKEN" 'whiteout-target=absent' 'python3=present' \
 		'mount=/run/lstore/device /dev/vdc ext4 ro' 'mount=/run/lstore/overlay lstore-overlay tmpfs rw,relatime,size=262144k' \
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/base.sfs' \
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/child.sfs'
 	report "$kind" stacked "boot ${BOOT_SECS}s$(timing "$kind-stacked")"
+}
+
+# entry_value FILE KEY: a BLS entry's value for KEY.
+entry_value() { sed -n "s/^$2 //p" "$1" | head -n1; }
+
+# A layer holding its own kernel and this kind's initramfs, staged by `lstore boot stage` onto an
+# ext4 boot partition (mounted, so lstore finds its UUID itself); qemu then boots exactly the
+# kernel, initrd and options the generated entry names, with that partition as /dev/vdd.
+case_staged() {
+	local kind=$1 name=$1-staged layer=$WORK/staged-rootfs part=$WORK/bootpart-$1.ext4 mnt=$WORK/bootmnt entry mb
+	rm -rf "$layer" && cp -a "$WORK/rootfs" "$layer"
+	rm -f "$layer"/boot/vmlinuz-* "$layer"/boot/initrd.img-*
+	cp "$KERNEL" "$layer/boot/vmlinuz-$KVER"
+	cp "$WORK/initrd-$kind.img" "$layer/boot/initrd.img-$KVER"
+	"$LSTORE" --store "$WORK/lstore" commit "$layer" --ref "staged-$kind" --parent boot >/dev/null
+	mb=$(($(du -sm "$layer/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" | cut -f1) + 64))
+	mkfs.ext4 -q -F -L LSTOREBOOT "$part" "${mb}M"
+	mkdir -p "$mnt"
+	mount -o loop "$part" "$mnt"
+	entry=$mnt/loader/entries/lstore-staged.conf
+	if "$LSTORE" --store "$WORK/lstore" boot stage "staged-$kind" --as staged --boot-dir "$mnt" --options console=ttyS0 \
+		>"$WORK/logs/stage-$kind.log" 2>&1; then
+		cp "$entry" "$WORK/logs/$name.conf"
+		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
+		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
+	else
+		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$kind.log")")
+	fi
+	umount "$mnt"
+	BOOT_SECS=0
+	if ((${#CHECK_FAILED[@]} == 0)); then
+		entry=$WORK/logs/$name.conf
+		BOOT_KERNEL=$WORK/staged-vmlinuz BOOT_INITRD=$WORK/staged-initrd BOOT_CMDLINE=$(entry_value "$entry" options) \
+			BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+		check_root "$name" /run/lstore/layers/0
+		check "$name" 'mount=/run/lstore/device /dev/vdd ext4 ro' \
+			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/staged/image.sfs'
+		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/staged/image.sfs console=ttyS0" \
+			"$entry" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$entry")")
+	fi
+	report "$kind" staged "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# Boot timing: the same tree booted from lstore's image, from mksquashfs's image of it (zstd level
+# 6, the store's level), both through the hook, and from an ext4 file system with root= and no
+# hook. Prints the guest's clock: kernel start to the image's systemd, and to multi-user.target.
+case_bench() {
+	local kind=$1 name variant mb
+	mksquashfs "$WORK/rootfs" "$WORK/mksquashfs.sfs" -noappend -comp zstd -Xcompression-level 6 -quiet -no-progress >/dev/null
+	mb=$(($(du -sm "$WORK/rootfs" | cut -f1) * 3 / 2 + 64))
+	mkfs.ext4 -q -F -L LSTOREROOT -d "$WORK/rootfs" "$WORK/root.ext4" "${mb}M"
+	for variant in lstore mksquashfs ext4; do
+		name=$kind-bench-$variant
+		case $variant in
+		lstore) boot "$kind" "$name" "$(fresh_disk "$name")" "boot=lstore lstore.image=/dev/vdb" ;;
+		mksquashfs) BOOT_DISK=$WORK/mksquashfs.sfs boot "$kind" "$name" "$(fresh_disk "$name")" "boot=lstore lstore.image=/dev/vdd" ;;
+		ext4) BOOT_DISK=$WORK/root.ext4 BOOT_DISK_RW=1 boot "$kind" "$name" "$(fresh_disk "$name")" "root=/dev/vdd rw" ;;
+		esac
+		check "$name" 'multi-user=active' "marker=lstore-marker-$TOKEN"
+		echo "TIME $kind $variant: wall ${BOOT_SECS}s$(timing "$name")" | tee -a "$RESULTS"
+	done
+	report "$kind" bench "lstore, mksquashfs and ext4 booted"
 }
 
 case_persist() {
@@ -444,9 +555,15 @@ case_badimage() {
 # ---------------------------------------------------------------- main
 
 build_images
-IFS=, read -ra kinds <<<"$KINDS"
-IFS=, read -ra cases <<<"$CASES"
-for kind in "${kinds[@]}"; do
+# The plan: KIND:CASE,CASE;... (from -p, else every case of -c for every kind of -k).
+if [[ -z $PLAN ]]; then
+	IFS=, read -ra kinds <<<"$KINDS"
+	for kind in "${kinds[@]}"; do PLAN+="${PLAN:+;}$kind:$CASES"; done
+fi
+IFS=';' read -ra steps <<<"$PLAN"
+for step in "${steps[@]}"; do
+	kind=${step%%:*}
+	IFS=, read -ra cases <<<"${step#*:}"
 	log "building the $kind initramfs"
 	t0=$(date +%s)
 	if ! "build_$kind" >"$WORK/logs/build-$kind.log" 2>&1; then

@@ -92,13 +92,26 @@ fi
 # Lint: every hook, as the shell it runs under.
 for f in hooks/common/lstore-lib.sh hooks/initcpio/hooks/lstore hooks/initramfs-tools/scripts/lstore \
 	hooks/initramfs-tools/hooks/lstore hooks/dracut/90lstore/lstore-cmdline.sh hooks/dracut/90lstore/lstore-mount.sh \
-	hooks/install.sh Tests/boot/initcpio/init; do
+	hooks/install.sh Tests/boot/initcpio/init hooks/initcpio/systemd/lstore-sysroot; do
 	if (cd "$REPO" && shellcheck -x -s sh "$f" && dash -n "$f" && busybox sh -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
 done
-for f in hooks/initcpio/install/lstore hooks/dracut/90lstore/module-setup.sh Tests/boot/boot-test.sh \
-	Tests/boot/prepare.sh Tests/boot/initcpio/build.sh Tests/boot/lib-test.sh; do
+for f in hooks/initcpio/install/lstore hooks/initcpio/install/sd-lstore hooks/dracut/90lstore/module-setup.sh Tests/boot/boot-test.sh \
+	Tests/boot/prepare.sh Tests/boot/initcpio/build.sh Tests/boot/lib-test.sh Tests/boot/sd/module-setup.sh; do
 	if (cd "$REPO" && shellcheck -x -s bash "$f" && bash -n "$f"); then ok "lint $f"; else bad "lint $f"; fi
 done
+
+# sd-lstore's unit, as systemd reads it, with its script where the initramfs has it: no warning.
+if command -v systemd-analyze >/dev/null; then
+	mkdir -p "$TMP/sd/usr/lib/lstore" "$TMP/sd/etc/systemd/system"
+	cp "$REPO/hooks/initcpio/systemd/lstore-sysroot" "$TMP/sd/usr/lib/lstore/"
+	cp "$REPO/hooks/initcpio/systemd/lstore-sysroot.service" "$TMP/sd/etc/systemd/system/"
+	if out=$(systemd-analyze verify --root="$TMP/sd" lstore-sysroot.service 2>&1) && [[ -z $out ]]; then
+		ok "systemd-analyze verify lstore-sysroot.service"
+	else
+		bad "systemd-analyze verify lstore-sysroot.service"
+		printf '%s\n' "$out" | sed 's/^/    /'
+	fi
+fi
 
 echo "$pass passed, $fail failed"
 ((fail == 0))

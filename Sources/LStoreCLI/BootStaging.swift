@@ -1,0 +1,354 @@
+import CLStoreSys
+import Foundation
+import LStoreStore
+import LStoreTree
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where staged layers live:
+///
+///     BOOT/lstore/NAME/image.sfs         the layer's squashfs image
+///     BOOT/lstore/NAME/layer.json        what was staged: name, revision, commit, kernel version
+///     BOOT/lstore/NAME/grub.cfg          the layer's GRUB menu entry
+///     BOOT/lstore/grub.cfg               every layer's menu entry and the default, for GRUB
+///     BOOT/lstore/default                the default layer's name
+///     ESP/lstore/NAME/vmlinuz, initrd.img  the layer's own kernel and initramfs
+///     ESP/loader/entries/lstore-NAME.conf  its Boot Loader Specification entry
+///     ESP/loader/loader.conf             `default lstore-NAME.conf`
+///
+/// The kernel sits next to the entry (on the ESP) because a boot loader reads an entry's files
+/// from the partition the entry is on; the image sits in BOOT, read by the initramfs.
+struct BootLayout {
+    let bootDirectory: String
+    let esp: String
+
+    static let nameRule = "1 to 64 of A-Z a-z 0-9 . _ + -, not starting with . or -"
+
+    /// A staged layer's name becomes file names and a GRUB menu entry id.
+    static func isValidName(_ name: String) -> Bool {
+        guard (1...64).contains(name.utf8.count), let first = name.utf8.first,
+              first != UInt8(ascii: "."), first != UInt8(ascii: "-") else { return false }
+        return name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || Array("._+-".utf8).contains(byte)
+        }
+    }
+
+    var layersDirectory: String { bootDirectory + "/lstore" }
+    func layerDirectory(_ name: String) -> String { layersDirectory + "/" + name }
+    func kernelDirectory(_ name: String) -> String { esp + "/lstore/" + name }
+    func image(_ name: String) -> String { layerDirectory(name) + "/image.sfs" }
+    func entry(_ name: String) -> String { esp + "/loader/entries/lstore-" + name + ".conf" }
+    var loaderConfiguration: String { esp + "/loader/loader.conf" }
+    var grubConfiguration: String { layersDirectory + "/grub.cfg" }
+    var defaultFile: String { layersDirectory + "/default" }
+    var kernelsApart: Bool { realPath(esp) != realPath(bootDirectory) }
+
+    /// The staged layers, by name.
+    func staged() throws -> [StagedLayer] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: layersDirectory) else { return [] }
+        return names.sorted().filter(Self.isValidName).compactMap { name in
+            guard let data = FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json") else { return nil }
+            return StagedLayer(json: data)
+        }
+    }
+
+    /// The default layer's name, when there is one.
+    func defaultName() -> String? {
+        guard let data = FileManager.default.contents(atPath: defaultFile) else { return nil }
+        let name = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return name.isEmpty ? nil : name
+    }
+
+    /// Writes `BOOT/lstore/grub.cfg` again from every staged layer's menu entry and the default.
+    func writeGrubConfiguration() throws {
+        var text = "# Written by lstore boot: the staged layers. Do not edit; `lstore boot` writes it again.\n"
+        let layers = try staged()
+        for layer in layers {
+            if let entry = FileManager.default.contents(atPath: layerDirectory(layer.name) + "/grub.cfg") {
+                text += String(decoding: entry, as: UTF8.self)
+            }
+        }
+        if let name = defaultName(), layers.contains(where: { $0.name == name }) { text += "set default=\"lstore-\(name)\"\n" }
+        try writeFileAtomically(text, to: grubConfiguration)
+    }
+
+    /// Sets `default` in loader.conf to `name`'s entry, or removes lstore's default line (nil).
+    func writeLoaderDefault(_ name: String?, removingOnly removed: String? = nil) throws {
+        let existing = FileManager.default.contents(atPath: loaderConfiguration).map { String(decoding: $0, as: UTF8.self) }
+        guard existing != nil || name != nil else { return }
+        var lines = (existing ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        let isDefaultLine = { (line: String) in line.split(whereSeparator: { $0 == " " || $0 == "\t" }).first == "default" }
+        if let name {
+            lines.removeAll(where: isDefaultLine)
+            lines.insert("default lstore-\(name).conf", at: 0)
+        } else if let removed {
+            lines.removeAll { isDefaultLine($0) && $0.hasSuffix("lstore-\(removed).conf") }
+        }
+        try makeDirectories(esp + "/loader")
+        try writeFileAtomically(lines.map { $0 + "\n" }.joined(), to: loaderConfiguration)
+    }
+}
+
+/// What `layer.json` records of a staged layer.
+struct StagedLayer {
+    var name: String
+    var revision: String
+    var commit: String
+    var kernelVersion: String?
+
+    init(name: String, revision: String, commit: String, kernelVersion: String?) {
+        self.name = name
+        self.revision = revision
+        self.commit = commit
+        self.kernelVersion = kernelVersion
+    }
+
+    init?(json: Data) {
+        guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+              let name = object["name"] as? String, let revision = object["revision"] as? String,
+              let commit = object["commit"] as? String else { return nil }
+        self.init(name: name, revision: revision, commit: commit, kernelVersion: object["kernelVersion"] as? String)
+    }
+
+    var json: String {
+        var object: [String: Any] = ["name": name, "revision": revision, "commit": commit]
+        if let kernelVersion { object["kernelVersion"] = kernelVersion }
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+// MARK: - The layer's kernel
+
+/// A kernel and initramfs found in a layer's tree.
+struct LayerKernel {
+    var version: String
+    var kernel: (path: String, node: Node)
+    var initrd: (path: String, node: Node)?
+
+    /// The newest kernel in `root`: `/boot/vmlinuz-VERSION` (Debian, Fedora, Arch's `vmlinuz-linux`)
+    /// or `/usr/lib/modules/VERSION/vmlinuz` (Arch, Fedora), with its initramfs:
+    /// `/boot/initrd.img-VERSION`, `/boot/initramfs-VERSION.img`, `/boot/initramfs-PKGBASE.img`
+    /// (Arch, `PKGBASE` from `/usr/lib/modules/VERSION/pkgbase`), `/usr/lib/modules/VERSION/initrd`
+    /// or `/usr/lib/modules/VERSION/initramfs.img`.
+    static func find(in root: Node, readText: (Node) throws -> String) rethrows -> LayerKernel? {
+        var found: [(version: String, path: String)] = []
+        let prefix = Array("vmlinuz-".utf8)
+        for child in root.resolve("/boot")?.node.directory?.children ?? [] where child.name.starts(with: prefix) {
+            let version = String(decoding: child.name.dropFirst(prefix.count), as: UTF8.self)
+            if !version.isEmpty && !version.hasSuffix(".old") { found.append((version, "/boot/" + child.name.printable)) }
+        }
+        for child in root.resolve("/usr/lib/modules")?.node.directory?.children ?? [] where child.directory != nil {
+            let version = child.name.printable
+            if child.directory?.child(named: Array("vmlinuz".utf8)) != nil, !found.contains(where: { $0.version == version }) {
+                found.append((version, "/usr/lib/modules/\(version)/vmlinuz"))
+            }
+        }
+        guard let newest = found.max(by: { versionPrecedes($0.version, $1.version) }),
+              let kernel = root.resolve(newest.path), case .regular = kernel.node.content else { return nil }
+        let version = newest.version
+        var candidates = ["/boot/initrd.img-\(version)", "/boot/initramfs-\(version).img"]
+        if let pkgbase = root.resolve("/usr/lib/modules/\(version)/pkgbase"), case .regular = pkgbase.node.content {
+            let base = try readText(pkgbase.node).trimmingCharacters(in: .whitespacesAndNewlines)
+            if BootLayout.isValidName(base) { candidates.append("/boot/initramfs-\(base).img") }
+        }
+        candidates += ["/usr/lib/modules/\(version)/initrd", "/usr/lib/modules/\(version)/initramfs.img"]
+        let initrd = candidates.lazy.compactMap { path -> (String, Node)? in
+            guard let found = root.resolve(path), case .regular = found.node.content else { return nil }
+            return (path, found.node)
+        }.first
+        return LayerKernel(version: version, kernel: (newest.path, kernel.node), initrd: initrd)
+    }
+
+    static let initrdPlaces = "/boot/initrd.img-VERSION, /boot/initramfs-VERSION.img, /usr/lib/modules/VERSION/initrd"
+
+    /// `6.1.0-9` before `6.1.0-10`: digit runs compare as numbers, everything else as bytes.
+    static func versionPrecedes(_ a: String, _ b: String) -> Bool {
+        func parts(_ text: String) -> [(Bool, String)] {
+            var result: [(Bool, String)] = []
+            for character in text {
+                let digit = character.isASCII && character.isNumber
+                if let last = result.last, last.0 == digit {
+                    result[result.count - 1].1.append(character)
+                } else {
+                    result.append((digit, String(character)))
+                }
+            }
+            return result
+        }
+        for (x, y) in zip(parts(a), parts(b)) where x.1 != y.1 {
+            if x.0 && y.0, let m = Int(x.1), let n = Int(y.1), m != n { return m < n }
+            return x.1 < y.1
+        }
+        return parts(a).count < parts(b).count
+    }
+}
+
+extension Node {
+    /// Follows `path` from this root, resolving symlinks (absolute ones from this root) in every
+    /// component, as the layer's own system would; hardlinks lead to the node holding the data.
+    func resolve(_ path: String, hops: Int = 0) -> (path: String, node: Node)? {
+        guard hops < 40 else { return nil }
+        var node = self
+        var resolved: [String] = []
+        let components = path.split(separator: "/").map(String.init)
+        for (index, component) in components.enumerated() {
+            if component == "." { continue }
+            if component == ".." {
+                _ = resolved.popLast()
+                guard let parent = lookup(Array(resolved.joined(separator: "/").utf8)) else { return nil }
+                node = parent
+                continue
+            }
+            guard let next = node.directory?.child(named: Array(component.utf8)) else { return nil }
+            switch next.content {
+            case .symlink(let target):
+                let text = String(decoding: target, as: UTF8.self)
+                let base = text.hasPrefix("/") ? "" : "/" + resolved.joined(separator: "/")
+                let rest = components[(index + 1)...].joined(separator: "/")
+                return resolve(base + "/" + text + (rest.isEmpty ? "" : "/" + rest), hops: hops + 1)
+            case .hardlink(let holder):
+                guard let held = lookup(holder) else { return nil }
+                node = held
+            default:
+                node = next
+            }
+            resolved.append(component)
+        }
+        return ("/" + resolved.joined(separator: "/"), node)
+    }
+}
+
+// MARK: - Which file system holds a path
+
+/// The file system holding a path, from `/proc/self/mountinfo`: how a boot loader or an initramfs
+/// names that path (relative to the file system's root) and the device holding it.
+struct FileSystemPlace {
+    /// The path inside the file system, from its root: what `lstore.image=` and a BLS entry name.
+    var pathInFileSystem: String
+    var fileSystemType: String
+    var source: String
+    var device: (major: UInt32, minor: UInt32)
+
+    /// Where the existing path `path` lives; nil when /proc/self/mountinfo does not say.
+    init?(of path: String) {
+        guard let data = FileManager.default.contents(atPath: "/proc/self/mountinfo") else { return nil }
+        let real = realPath(path)
+        var best: (mountPoint: String, root: String, type: String, source: String, device: (UInt32, UInt32))?
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ").map { Self.unescape(String($0)) }
+            guard fields.count >= 10, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
+            let numbers = fields[2].split(separator: ":").compactMap { UInt32($0) }
+            let mountPoint = fields[4]
+            guard numbers.count == 2, Self.contains(mountPoint, real) else { continue }
+            // The last mount on a path hides earlier ones there: later lines win a tie.
+            if best == nil || mountPoint.count >= best!.mountPoint.count {
+                best = (mountPoint, fields[3], fields[dash + 1], fields[dash + 2], (numbers[0], numbers[1]))
+            }
+        }
+        guard let best else { return nil }
+        let inside = String(real.dropFirst(best.mountPoint == "/" ? 0 : best.mountPoint.count))
+        var joined = (best.root == "/" ? "" : best.root) + (inside.isEmpty ? "/" : inside)
+        if !joined.hasPrefix("/") { joined = "/" + joined }
+        pathInFileSystem = joined
+        fileSystemType = best.type
+        source = best.source
+        device = best.device
+    }
+
+    private static func contains(_ mountPoint: String, _ path: String) -> Bool {
+        mountPoint == "/" || path == mountPoint || path.hasPrefix(mountPoint + "/")
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as `\OOO`.
+    private static func unescape(_ field: String) -> String {
+        guard field.contains("\\") else { return field }
+        var bytes: [UInt8] = []
+        var rest = Array(field.utf8)[...]
+        while let byte = rest.first {
+            if byte == UInt8(ascii: "\\"), rest.count >= 4, let value = UInt8(String(decoding: rest.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(value)
+                rest = rest.dropFirst(4)
+            } else {
+                bytes.append(byte)
+                rest = rest.dropFirst()
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The file system's UUID: from udev's `/dev/disk/by-uuid` links, else from `blkid` on the
+    /// mount's source device; nil for file systems without one (tmpfs, overlay).
+    var uuid: String? {
+        let links = "/dev/disk/by-uuid"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: links)) ?? [] {
+            var info = stat()
+            if stat(links + "/" + name, &info) == 0, (info.st_mode & S_IFMT) == S_IFBLK,
+               lstore_major(info.st_rdev) == device.major, lstore_minor(info.st_rdev) == device.minor {
+                return name
+            }
+        }
+        guard source.hasPrefix("/dev/") else { return nil }
+        for blkid in ["/usr/sbin/blkid", "/sbin/blkid", "/usr/bin/blkid"] where FileManager.default.isExecutableFile(atPath: blkid) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: blkid)
+            process.arguments = ["-o", "value", "-s", "UUID", source]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = nil
+            guard (try? process.run()) != nil else { return nil }
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let uuid = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            return process.terminationStatus == 0 && !uuid.isEmpty && !uuid.contains(" ") ? uuid : nil
+        }
+        return nil
+    }
+}
+
+// MARK: - Files
+
+/// The path with symlinks resolved; the path itself when it does not exist.
+func realPath(_ path: String) -> String {
+    guard let resolved = realpath(path, nil) else { return path }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
+/// Writes `text` under a temporary name, fsyncs it and renames it to `path`.
+func writeFileAtomically(_ text: String, to path: String) throws {
+    let temporary = path + ".lstore-tmp"
+    do {
+        let fd = try systemCall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = try bytes.withUnsafeBytes { raw in
+                try systemCall("write", path: temporary) { write(fd, raw.baseAddress, raw.count) }
+            }
+            bytes = bytes.dropFirst(written)
+        }
+        try systemCall("fsync", path: temporary) { fsync(fd) }
+        try systemCall("rename", path: path) { rename(temporary, path) }
+    } catch {
+        unlink(temporary)
+        throw error
+    }
+}
+
+/// Flushes a written file or directory to disk.
+func syncPath(_ path: String) throws {
+    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    try systemCall("fsync", path: path) { fsync(fd) }
+}
+
+/// Removes `path` and everything below it; nothing when it does not exist.
+func removeTree(_ path: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return }
+    try FileManager.default.removeItem(atPath: path)
+}
