@@ -381,7 +381,8 @@ case_staged() {
 	cp "$KERNEL" "$layer/boot/vmlinuz-$KVER"
 	cp "$WORK/initrd-$kind.img" "$layer/boot/initrd.img-$KVER"
 	"$LSTORE" --store "$WORK/lstore" commit "$layer" --ref "staged-$kind" --parent boot >/dev/null
-	mb=$(($(du -sm "$layer/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" | cut -f1) + 64))
+	# The image (the base and the kernel and initramfs in it) and the kernel and initramfs again.
+	mb=$((2 * $(du -sm "$layer/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" | cut -f1) + 64))
 	mkfs.ext4 -q -F -L LSTOREBOOT "$part" "${mb}M"
 	mkdir -p "$mnt"
 	mount -o loop "$part" "$mnt"
