@@ -17,6 +17,7 @@ struct DeltaTests {
         try sh("cp -a --sparse=always \(base) \(child)")
         // Every kind of change a child layer makes.
         try sh("""
+            umask 022
             cd \(child)
             echo added > files/added                                   # a new file
             echo changed >> files/one                                  # new content
