@@ -285,19 +285,6 @@ struct Decompressors {
     }
 }
 
-/// Reads a whole small file, refusing one larger than `limit`.
-func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
-    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let got = try systemCall("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }
-        if got == 0 { return result }
-        result.append(contentsOf: chunk[0..<got])
-        if result.count > limit { throw StoreError.corrupt("\(path): larger than \(limit) bytes") }
-    }
-}
 
 func listDirectory(_ path: String) throws -> [[UInt8]] {
     guard let dir = opendir(path) else { throw FileError(path: path, operation: "opendir", errno: errno) }

@@ -31,7 +31,7 @@ public struct Remotes {
 
     public func list() throws -> [Remote] {
         guard access(path, F_OK) == 0 else { return [] }
-        let text = String(decoding: try readFile(path, limit: 1 << 20), as: UTF8.self)
+        let text = String(decoding: try readSmallFile(path, limit: 1 << 20), as: UTF8.self)
         return try text.split(separator: "\n").map { line in
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count == 3 else { throw StoreError.corrupt("\(path): bad line '\(line.prefix(80))'") }

@@ -38,7 +38,7 @@ public struct ServePolicy: Sendable {
 
     /// Reads a token file: one token per line, blank lines and `#` comments ignored.
     public static func readTokens(_ path: String) throws -> [String] {
-        let bytes = try readFile(path, limit: 1 << 20)
+        let bytes = try readSmallFile(path, limit: 1 << 20)
         return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
@@ -251,16 +251,3 @@ struct RefUpdate {
     }
 }
 
-/// Reads a whole small file.
-func readFile(_ path: String, limit: Int) throws -> [UInt8] {
-    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let got = try systemCall("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }
-        if got == 0 { return result }
-        result.append(contentsOf: chunk[0..<got])
-        guard result.count <= limit else { throw SyncError.invalidArgument("\(path): larger than \(limit) bytes") }
-    }
-}

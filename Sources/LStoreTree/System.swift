@@ -84,3 +84,17 @@ public func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
     }
     return true
 }
+
+/// Reads a whole small file (a config, a refs file, a token file), refusing one larger than `limit`.
+public func readSmallFile(_ path: String, limit: Int) throws -> [UInt8] {
+    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
+    defer { close(fd) }
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let got = try systemCall("read", path: path) { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) } }
+        if got == 0 { return result }
+        result.append(contentsOf: chunk[0..<got])
+        if result.count > limit { throw FileError(path: path, operation: "larger than \(limit) bytes", errno: 0) }
+    }
+}
