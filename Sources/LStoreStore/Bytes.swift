@@ -1,18 +1,19 @@
 import LStoreTree
 
-/// Appends little-endian integers and bytes: how every binary object and file of a store is written.
-struct ByteWriter {
-    var bytes: [UInt8] = []
+/// Appends little-endian integers and bytes: how every binary object and file of a store is
+/// written, and every payload of the sync protocol.
+public struct ByteWriter {
+    public var bytes: [UInt8] = []
 
-    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { integer(value) }
-    mutating func u32(_ value: UInt32) { integer(value) }
-    mutating func u64(_ value: UInt64) { integer(value) }
-    mutating func i64(_ value: Int64) { integer(value) }
-    mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
-    mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+    public mutating func u8(_ value: UInt8) { bytes.append(value) }
+    public mutating func u16(_ value: UInt16) { integer(value) }
+    public mutating func u32(_ value: UInt32) { integer(value) }
+    public mutating func u64(_ value: UInt64) { integer(value) }
+    public mutating func i64(_ value: Int64) { integer(value) }
+    public mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
+    public mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
 
     private mutating func integer<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }

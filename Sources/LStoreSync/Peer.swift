@@ -41,7 +41,7 @@ public final class Peer {
     public var bytesSent: UInt64 { transport.bytesSent }
 
     private func requestFrame(_ operation: Operation) -> [UInt8] {
-        var out = WireWriter()
+        var out = ByteWriter()
         out.u32(SyncProtocol.version)
         out.u8(operation.rawValue)
         out.u16(UInt16(token.count))
@@ -99,7 +99,7 @@ public final class Peer {
         precondition(names.count <= SyncProtocol.maxIdsPerRequest)
         var frames: [(FrameType, [UInt8])] = []
         for start in stride(from: 0, to: names.count, by: 65536) {
-            var out = WireWriter()
+            var out = ByteWriter()
             for name in names[start..<min(start + 65536, names.count)] { out.objectName(name) }
             frames.append((.ids, out.bytes))
         }

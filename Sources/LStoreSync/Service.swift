@@ -107,13 +107,13 @@ public struct Service: Sendable {
 
     private func refs(_ store: Store, _ frames: FrameReader, _ out: FrameWriter) throws {
         try frames.expectEnd()
-        var info = WireWriter()
+        var info = ByteWriter()
         info.u32(SyncProtocol.version)
         info.u32(UInt32(store.blockSize))
         info.u8((policy.readOnly ? 1 : 0) | (policy.tokenDigests.isEmpty || policy.trusted ? 0 : 2))
         try out.frame(.info, info.bytes)
         for (name, commit) in try store.refs() {
-            var ref = WireWriter()
+            var ref = ByteWriter()
             ref.digest(commit)
             ref.append(Array(name.utf8))
             try out.frame(.ref, ref.bytes)
@@ -179,7 +179,7 @@ public struct Service: Sendable {
             throw error
         }
         try writer.finish()
-        var result = WireWriter()
+        var result = ByteWriter()
         result.u64(UInt64(objects))
         result.u64(UInt64(bytes))
         try out.frame(.result, result.bytes)
@@ -216,7 +216,7 @@ struct RefUpdate {
     }
 
     func encoded() -> [UInt8] {
-        var out = WireWriter()
+        var out = ByteWriter()
         switch expected {
         case .any:
             out.u8(0)

@@ -114,7 +114,7 @@ struct FrameWriter {
     }
 
     func frame(_ type: FrameType, _ payload: UnsafeRawBufferPointer) throws {
-        var header = WireWriter()
+        var header = ByteWriter()
         header.u32(type.rawValue)
         header.u64(UInt64(payload.count))
         try channel.write(header.bytes)
@@ -127,7 +127,7 @@ struct FrameWriter {
     }
 
     func error(_ code: PeerErrorCode, _ message: String) throws {
-        var payload = WireWriter()
+        var payload = ByteWriter()
         payload.u32(code.rawValue)
         payload.append(Array(message.utf8.prefix(4000)))
         try frame(.error, payload.bytes)
@@ -169,22 +169,6 @@ struct FrameReader {
 
     func expectEnd() throws {
         _ = try next(allowing: [.end])
-    }
-}
-
-/// Little-endian integers and bytes into a payload.
-struct WireWriter {
-    var bytes: [UInt8] = []
-
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { integer(value) }
-    mutating func u32(_ value: UInt32) { integer(value) }
-    mutating func u64(_ value: UInt64) { integer(value) }
-    mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
-    mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
-
-    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 }
 
@@ -250,7 +234,7 @@ struct ObjectName: Hashable, Sendable {
     var id: Digest
 }
 
-extension WireWriter {
+extension ByteWriter {
     mutating func objectName(_ name: ObjectName) {
         u8(name.kind.rawValue)
         digest(name.id)

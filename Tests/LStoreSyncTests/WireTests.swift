@@ -34,7 +34,7 @@ struct WireTests {
     }
 
     @Test func framesAndTheirLimits() throws {
-        var frame = WireWriter()
+        var frame = ByteWriter()
         frame.u32(FrameType.ref.rawValue)
         frame.u64(36)
         frame.digest(.zero)
@@ -42,22 +42,22 @@ struct WireTests {
         let (type, payload) = try readBack(frame.bytes, allowing: [.ref])
         #expect(type == .ref && payload.count == 36)
 
-        var huge = WireWriter()
+        var huge = ByteWriter()
         huge.u32(FrameType.object.rawValue)
         huge.u64(1 << 60)
         #expect { try readBack(huge.bytes, allowing: [.object]) } throws: { "\($0)".contains("a object frame of 1152921504606846976 bytes") }
-        var control = WireWriter()
+        var control = ByteWriter()
         control.u32(FrameType.ids.rawValue)
         control.u64(UInt64(SyncProtocol.maxControlFrame + 1))
         #expect { try readBack(control.bytes, allowing: [.ids]) } throws: { "\($0)".contains("at most") }
-        var unknown = WireWriter()
+        var unknown = ByteWriter()
         unknown.u32(77)
         unknown.u64(0)
         #expect { try readBack(unknown.bytes, allowing: [.ref]) } throws: { "\($0)".contains("unknown frame type 77") }
         #expect { try readBack(Array(frame.bytes.prefix(20)), allowing: [.ref]) } throws: { $0 as? SyncError == .truncated("peer") }
         #expect { try readBack(frame.bytes, allowing: [.object]) } throws: { "\($0)".contains("a ref frame where object belongs") }
 
-        var error = WireWriter()
+        var error = ByteWriter()
         error.u32(FrameType.error.rawValue)
         error.u64(4 + 10)
         error.u32(PeerErrorCode.readOnly.rawValue)
