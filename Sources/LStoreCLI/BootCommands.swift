@@ -63,7 +63,10 @@ extension BootCommand {
                 image must match the kernel that boots it; --kernel and --initrd name other files. The \
                 entry's options are boot=lstore lstore.device=DEV lstore.image=PATH, where PATH is the \
                 image's path on its file system and DEV that file system's UUID, then --options. \
-                Staging a name again replaces it.
+                With --delta-from BASE, the image holds only what differs from the layer staged as BASE, \
+                and lstore.image stacks BASE's image (and what BASE stacks over) under it, so five \
+                layers staged over one base store the base once. Staging a name again replaces it; a \
+                layer others are staged over can only be staged again at the same commit.
                 """)
 
         @OptionGroup var storeOptions: StoreOptions
@@ -94,12 +97,20 @@ extension BootCommand {
             "Where to write the 42_lstore GRUB script (default: /etc/grub.d when it exists).", valueName: "dir"))
         var grubScripts: String?
 
+        @Option(name: .customLong("delta-from"), help: ArgumentHelp(
+            "Stage only what differs from the layer staged as BASE, booted stacked over its image.", valueName: "base"))
+        var deltaFrom: String?
+
         @OptionGroup var imageOptions: ImageOptions
 
         var stagedName: String { name ?? revision.replacingOccurrences(of: "/", with: "-") }
 
         func validate() throws {
             try requireName(stagedName)
+            if let deltaFrom {
+                try requireName(deltaFrom)
+                if deltaFrom == stagedName { throw ValidationError("--delta-from \(deltaFrom): a layer cannot be staged over itself") }
+            }
             if kernel != nil && initrd == nil { throw ValidationError("--kernel needs --initrd: an initramfs made for that kernel") }
             let unsafe = Set("'\"\\$;{}`\n\r")
             if let options, options.contains(where: unsafe.contains) {
@@ -146,14 +157,37 @@ extension BootCommand {
                 throw FileError(path: path, operation: "cannot read", errno: errno)
             }
 
+            // A delta over a staged layer: the base's own commit, and the stack under it.
             let layout = places.layout
+            var stack: [String] = []
+            var bootRoot = root
+            if let deltaFrom {
+                guard let base = layout.staged(deltaFrom) else {
+                    throw CommandError("no layer named '\(deltaFrom)' is staged in \(layout.layersDirectory): stage it first")
+                }
+                if base.stack.contains(name) { throw CommandError("\(deltaFrom) is staged over \(name): \(name) cannot be staged over it") }
+                guard let baseID = Digest(hex: base.commit), store.contains(baseID, kind: .commit) else {
+                    throw CommandError("\(deltaFrom) was staged from commit \(base.commit.prefix(12)), which this store does not hold")
+                }
+                bootRoot = OverlayDelta(base: try store.loadTree(try store.commit(baseID).tree), child: root).root
+                stack = base.stack + [deltaFrom]
+            }
+            // Layers staged over this name keep booting only if it stays at the same commit.
+            if let previous = layout.staged(name), previous.commit != id.hex {
+                let over = try layout.stackedOver(name)
+                if !over.isEmpty {
+                    throw CommandError("\(over.joined(separator: ", ")) \(over.count == 1 ? "is" : "are") staged over \(name) "
+                        + "(commit \(previous.commit.prefix(12))): stage \(over.count == 1 ? "it" : "them") again or remove "
+                        + "\(over.count == 1 ? "it" : "them") first")
+                }
+            }
             try makeDirectories(layout.layersDirectory)
             try makeDirectories(layout.esp + "/lstore")
             try makeDirectories(layout.esp + "/loader/entries")
 
             // How the initramfs finds the image, and the boot loader the kernel.
             let imagePlace = FileSystemPlace(of: layout.layersDirectory)
-            let imagePath = joinPath(imagePlace?.pathInFileSystem ?? layout.layersDirectory, name + "/image.sfs")
+            let imagePaths = (stack + [name]).map { joinPath(imagePlace?.pathInFileSystem ?? layout.layersDirectory, $0 + "/image.sfs") }
             let imageDevice = device ?? imagePlace?.uuid.map { "UUID=" + $0 }
             if imageDevice == nil {
                 note("lstore: warning: cannot tell the UUID of the file system holding \(layout.layersDirectory)"
@@ -161,7 +195,7 @@ extension BootCommand {
             }
             let kernelPlace = FileSystemPlace(of: layout.esp + "/lstore")
             let kernelDirectory = joinPath(kernelPlace?.pathInFileSystem ?? layout.esp + "/lstore", name)
-            var parameters = ["boot=lstore"] + (imageDevice.map { ["lstore.device=" + $0] } ?? []) + ["lstore.image=" + imagePath]
+            var parameters = ["boot=lstore"] + (imageDevice.map { ["lstore.device=" + $0] } ?? []) + ["lstore.image=" + imagePaths.joined(separator: ":")]
             if let options { parameters += options.split(separator: " ").map(String.init) }
             let title = "lstore \(name) (\(id.short))"
             let entry = BootEntry(title: title, version: version, linux: kernelDirectory + "/vmlinuz",
@@ -177,12 +211,12 @@ extension BootCommand {
                 }
                 let imageOptions = try self.imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize,
                                                                          time: commit.time)
-                try writeImage(root, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
+                try writeImage(bootRoot, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
                                display: layout.image(name))
                 try syncPath(staging + "/image.sfs")
                 try kernelSource.write(to: kernelStaging + "/vmlinuz", contents: contents)
                 try initrdSource.write(to: kernelStaging + "/initrd.img", contents: contents)
-                let layer = StagedLayer(name: name, revision: revision, commit: id.hex, kernelVersion: version)
+                let layer = StagedLayer(name: name, revision: revision, commit: id.hex, kernelVersion: version, stack: stack)
                 try writeFileAtomically(layer.json, to: staging + "/layer.json")
                 try writeFileAtomically(entry.grubMenuEntry(id: "lstore-" + name, searchUUID: kernelPlace?.uuid), to: staging + "/grub.cfg")
                 for directory in Set([staging, kernelStaging]) { try syncPath(directory) }
@@ -200,7 +234,8 @@ extension BootCommand {
             }
             var size = stat()
             stat(layout.image(name), &size)
-            print("staged \(name): \(revision) (\(id.short)), kernel \(version ?? "from \(kernel ?? "?")"), image \(humanBytes(UInt64(size.st_size)))")
+            print("staged \(name): \(revision) (\(id.short)), kernel \(version ?? "from \(kernel ?? "?")"), image \(humanBytes(UInt64(size.st_size)))"
+                + (deltaFrom.map { " over \($0)" } ?? ""))
             print("entry  \(layout.entry(name))")
         }
 
@@ -231,11 +266,12 @@ extension BootCommand {
                                           "imageBytes": bytes, "default": layer.name == defaultName,
                                           "entry": layout.entry(layer.name)]
                 if let version = layer.kernelVersion { row["kernelVersion"] = version }
+                if !layer.stack.isEmpty { row["stack"] = layer.stack }
                 rows.append(row)
                 if !output.json {
                     let marker = layer.name == defaultName ? "*" : " "
                     print("\(marker) \(layer.name)\t\(String(layer.commit.prefix(12)))\t\(humanBytes(bytes))\t"
-                        + "kernel \(layer.kernelVersion ?? "?")\t\(layer.revision)")
+                        + "kernel \(layer.kernelVersion ?? "?")\t\(layer.revision)" + (layer.base.map { "\tover \($0)" } ?? ""))
                 }
             }
             if output.json { try printJSON(rows) }
@@ -271,6 +307,11 @@ extension BootCommand {
         func run() throws {
             let layout = places.layout
             try requireStaged(name, layout)
+            let over = try layout.stackedOver(name)
+            if !over.isEmpty {
+                throw CommandError("cannot remove \(name): \(over.joined(separator: ", ")) \(over.count == 1 ? "is" : "are") staged over it "
+                    + "(lstore boot rm \(over.joined(separator: " ")) first)")
+            }
             // The entry first: a boot loader never sees an entry whose files are gone.
             if unlink(layout.entry(name)) != 0 && errno != ENOENT { throw FileError(path: layout.entry(name), operation: "unlink", errno: errno) }
             try removeTree(layout.kernelDirectory(name))

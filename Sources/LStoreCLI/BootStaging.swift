@@ -9,7 +9,8 @@ import Glibc
 /// Where staged layers live:
 ///
 ///     BOOT/lstore/NAME/image.sfs         the layer's squashfs image
-///     BOOT/lstore/NAME/layer.json        what was staged: name, revision, commit, kernel version
+///     BOOT/lstore/NAME/layer.json        what was staged: name, revision, commit, kernel version and,
+///                                        for a delta, the staged layers it stacks over
 ///     BOOT/lstore/NAME/grub.cfg          the layer's GRUB menu entry
 ///     BOOT/lstore/grub.cfg               every layer's menu entry and the default, for GRUB
 ///     BOOT/lstore/default                the default layer's name
@@ -52,6 +53,16 @@ struct BootLayout {
             guard let data = FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json") else { return nil }
             return StagedLayer(json: data)
         }
+    }
+
+    /// The layer staged as `name`, when there is one.
+    func staged(_ name: String) -> StagedLayer? {
+        FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json").flatMap(StagedLayer.init(json:))
+    }
+
+    /// The staged layers whose images are deltas over `name`'s.
+    func stackedOver(_ name: String) throws -> [String] {
+        try staged().filter { $0.stack.contains(name) }.map(\.name)
     }
 
     /// The default layer's name, when there is one.
@@ -98,24 +109,32 @@ struct StagedLayer {
     var revision: String
     var commit: String
     var kernelVersion: String?
+    /// The staged layers this one's image is a delta over, bottom first (empty: a whole image).
+    var stack: [String] = []
 
-    init(name: String, revision: String, commit: String, kernelVersion: String?) {
+    init(name: String, revision: String, commit: String, kernelVersion: String?, stack: [String] = []) {
         self.name = name
         self.revision = revision
         self.commit = commit
         self.kernelVersion = kernelVersion
+        self.stack = stack
     }
 
     init?(json: Data) {
         guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
               let name = object["name"] as? String, let revision = object["revision"] as? String,
               let commit = object["commit"] as? String else { return nil }
-        self.init(name: name, revision: revision, commit: commit, kernelVersion: object["kernelVersion"] as? String)
+        self.init(name: name, revision: revision, commit: commit, kernelVersion: object["kernelVersion"] as? String,
+                  stack: object["stack"] as? [String] ?? [])
     }
+
+    /// The layer its image is a delta over, when it is one.
+    var base: String? { stack.last }
 
     var json: String {
         var object: [String: Any] = ["name": name, "revision": revision, "commit": commit]
         if let kernelVersion { object["kernelVersion"] = kernelVersion }
+        if !stack.isEmpty { object["stack"] = stack }
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self) + "\n"
     }

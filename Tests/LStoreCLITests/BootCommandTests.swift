@@ -143,6 +143,61 @@ struct BootCommandTests {
             .contains("\tsearch --no-floppy --fs-uuid --set=root \(uuid)\n"))
     }
 
+    /// `--delta-from`: each layer's image holds what differs from the one under it, the entry
+    /// stacks them, and the kernel's overlay of the three images is the top layer's tree. A layer
+    /// others stand on cannot be removed, or staged again at another commit.
+    @Test func stackedStagesStoreTheBaseOnce() throws {
+        try sh("""
+            cd \(scratch.path)
+            cp -a layer child && rm child/etc/hostname && echo child > child/etc/child
+            cp -a child grandchild && rm grandchild/etc/child && echo grand > grandchild/etc/grand
+            """)
+        try lstoreOK(["commit", scratch.sub("child"), "--ref", "child", "--parent", "steve/gaming"], store: store)
+        try lstoreOK(["commit", scratch.sub("grandchild"), "--ref", "grandchild", "--parent", "child"], store: store)
+        let device = ["--boot-dir", boot, "--device", "LABEL=L"]
+        try lstoreOK(["boot", "stage", "steve/gaming", "--as", "base"] + device, store: store)
+        #expect(try lstoreOK(["boot", "stage", "child", "--delta-from", "base"] + device, store: store).contains(" over base\n"))
+        try lstoreOK(["boot", "stage", "grandchild", "--delta-from", "child"] + device, store: store)
+
+        let root = try sh("findmnt -n -o TARGET --target \(boot)").trimmingCharacters(in: .whitespacesAndNewlines)
+        let options = try entry(boot + "/loader/entries/lstore-grandchild.conf")["options"]
+        let images = parameter("lstore.image", in: options)?.split(separator: ":").map { (root == "/" ? "" : root) + $0 }
+        #expect(images == ["base", "child", "grandchild"].map { boot + "/lstore/\($0)/image.sfs" }, "\(options ?? "")")
+        var lowers: [String] = []
+        for (index, image) in (images ?? []).enumerated() {
+            let mountPoint = scratch.sub("stack-\(index)")
+            try sh("mkdir \(mountPoint) && mount -t squashfs -o loop,ro \(image) \(mountPoint)")
+            lowers.insert(mountPoint, at: 0)
+        }
+        let merged = scratch.sub("merged")
+        try sh("mkdir \(merged) && mount -t overlay lstore-test -o lowerdir=\(lowers.joined(separator: ":")) \(merged)")
+        defer { _ = try? sh("umount \(merged); for m in \(lowers.joined(separator: " ")); do umount $m; done") }
+        #expect(try manifest(merged, options: ["--mtime-seconds"]) == manifest(scratch.sub("grandchild"), options: ["--mtime-seconds"]))
+        let listed = try JSONSerialization.jsonObject(with: Data(try lstoreOK(["boot", "list", "--boot-dir", boot, "--json"]).utf8)) as! [[String: Any]]
+        #expect(listed.map { $0["stack"] as? [String] ?? [] } == [[], ["base"], ["base", "child"]])
+        #expect(try lstoreOK(["boot", "list", "--boot-dir", boot]).contains("\tover child\n"))
+
+        let before = try sh("cd \(boot) && find . -type f | sort | xargs md5sum")
+        func refused(_ arguments: [String], _ message: String) throws {
+            let result = try lstore(["boot"] + arguments, store: store)
+            #expect(result.status == 1 && result.stderr == "lstore: \(message)\n", "\(arguments): \(result.stderr)")
+            #expect(try sh("cd \(boot) && find . -type f | sort | xargs md5sum") == before, "\(arguments) changed nothing")
+        }
+        let baseCommit = String((listed[0]["commit"] as? String ?? "").prefix(12))
+        try refused(["rm", "base", "--boot-dir", boot], "cannot remove base: child, grandchild are staged over it (lstore boot rm child grandchild first)")
+        try refused(["rm", "child", "--boot-dir", boot], "cannot remove child: grandchild is staged over it (lstore boot rm grandchild first)")
+        try refused(["stage", "bare", "--as", "base", "--kernel", scratch.sub("host-vmlinuz"), "--initrd", scratch.sub("host-initrd")] + device,
+                    "child, grandchild are staged over base (commit \(baseCommit)): stage them again or remove them first")
+        try refused(["stage", "steve/gaming", "--as", "base", "--delta-from", "grandchild"] + device,
+                    "grandchild is staged over base: base cannot be staged over it")
+        try refused(["stage", "child", "--delta-from", "nothing"] + device, "no layer named 'nothing' is staged in \(boot)/lstore: stage it first")
+        // The same commit again is fine: the image is the same, bytes for bytes.
+        try lstoreOK(["boot", "stage", "steve/gaming", "--as", "base"] + device, store: store)
+        #expect(try sh("cd \(boot) && find . -type f | sort | xargs md5sum") == before)
+        for name in ["grandchild", "child", "base"] { try lstoreOK(["boot", "rm", name, "--boot-dir", boot]) }
+        #expect(try files(boot).filter { $0.hasSuffix(".sfs") }.isEmpty)
+    }
+
     @Test(arguments: [
         (["bare"], "bare has no kernel (/boot/vmlinuz-*, /usr/lib/modules/*/vmlinuz): give --kernel and --initrd"),
         (["bare", "--kernel", "/nonexistent/vmlinuz", "--initrd", "/nonexistent/initrd"], "/nonexistent/vmlinuz: cannot read"),

@@ -20,9 +20,13 @@
 #             ext4 (root=, no hook): the guest's time to multi-user, as TIME lines
 #   staged    `lstore boot stage` of a layer holding the kernel and this kind's initramfs onto an
 #             ext4 boot partition; qemu boots the kernel, initrd and options of the BLS entry
+#   stagedstack  the boot layer staged as `base` and the gaming layer as `gaming --delta-from base`
+#             onto an ext4 boot partition; qemu boots gaming's entry: both images, stacked
 #   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
+#   full      lstore.overlay_size=128M, filled to 95% once multi-user is reached: the console shows
+#             the warning of the watcher the hook installed
 #   error     lstore.image=/dev/vdz: one "lstore: ERROR:" line, then the emergency shell, which
 #             runs a command typed on the serial console; leaving it prints the line again and
 #             starts the shell again: the image's init never starts
@@ -38,7 +42,7 @@ CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
 KINDS=initcpio,itools,dracut,dracutsh,sdunit
-CASES=basic,copytoram,stacked,persist,persistall,staged,error,badimage
+CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,full,error,badimage
 PLAN=
 TIMEOUT=420
 while getopts k:c:p:t: opt; do
@@ -90,6 +94,18 @@ findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep -E '^/run/lstore|^/var/lib/ls
 losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l"; done
 if [ -e /var/lib/lstore-test/written ]; then say "leftover=present $(cat /var/lib/lstore-test/written)"; else say leftover=absent; fi
 mkdir -p /var/lib/lstore-test && echo "$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/lstore-test/written && sync && say wrote=ok
+# lstore_test.fill: fill the writable layer to 95% and wait for lstore's watcher to warn.
+if grep -qw lstore_test.fill /proc/cmdline; then
+	say "watch=$(systemctl is-active lstore-overlay-watch.service)"
+	set -- $(df -Pk /run/lstore/overlay | sed -n 2p)
+	dd if=/dev/zero of=/var/tmp/lstore-fill bs=1k count=$(($2 * 95 / 100 - $3)) 2>/dev/null
+	for _ in $(seq 1 30); do
+		journalctl -b -o cat -u lstore-overlay-watch.service | grep -q 'writable layer is' && break
+		sleep 1
+	done
+	say "overlay-warned=$(journalctl -b -o cat -u lstore-overlay-watch.service | grep -c 'writable layer is')"
+	rm -f /var/tmp/lstore-fill
+fi
 say "uptime=$(cut -d' ' -f1 /proc/uptime)"
 # Monotonic microseconds: when systemd started in the new root, when multi-user was reached.
 say "userspace-start-us=$(systemctl show -P UserspaceTimestampMonotonic)"
@@ -368,6 +384,17 @@ case_stacked() {
 	report "$kind" stacked "boot ${BOOT_SECS}s$(timing "$kind-stacked")"
 }
 
+# The writable layer filled to 95%: the watcher lstore's hook installed warns on the console.
+case_full() {
+	local kind=$1 name=$1-full
+	boot "$kind" "$name" "$(fresh_disk "$name")" "boot=lstore lstore.image=/dev/vdb lstore.overlay_size=128M lstore_test.fill"
+	check_root "$name" /run/lstore/layers/0
+	check "$name" 'watch=active' 'overlay-warned=1'
+	grep -qE 'lstore: warning: the writable layer is 9[5-9]% full \([0-9]+ of 128 MiB used in /run/lstore/overlay\): writes will fail' \
+		"$WORK/logs/$name.log" || CHECK_FAILED+=("$name: no warning on the console")
+	report "$kind" full "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
 # entry_value FILE KEY: a BLS entry's value for KEY.
 entry_value() { sed -n "s/^$2 //p" "$1" | head -n1; }
 
@@ -376,10 +403,7 @@ entry_value() { sed -n "s/^$2 //p" "$1" | head -n1; }
 # kernel, initrd and options the generated entry names, with that partition as /dev/vdd.
 case_staged() {
 	local kind=$1 name=$1-staged layer=$WORK/staged-rootfs part=$WORK/bootpart-$1.ext4 mnt=$WORK/bootmnt entry mb
-	rm -rf "$layer" && cp -a "$WORK/rootfs" "$layer"
-	rm -f "$layer"/boot/vmlinuz-* "$layer"/boot/initrd.img-*
-	cp "$KERNEL" "$layer/boot/vmlinuz-$KVER"
-	cp "$WORK/initrd-$kind.img" "$layer/boot/initrd.img-$KVER"
+	with_kernel "$WORK/rootfs" "$layer" "$kind"
 	"$LSTORE" --store "$WORK/lstore" commit "$layer" --ref "staged-$kind" --parent boot >/dev/null
 	# The image (the base and the kernel and initramfs in it) and the kernel and initramfs again.
 	mb=$((2 * $(du -sm "$layer/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" | cut -f1) + 64))
@@ -408,6 +432,58 @@ case_staged() {
 			"$entry" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$entry")")
 	fi
 	report "$kind" staged "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# A stack staged by `lstore boot stage`: the boot layer as `base`, and the gaming layer, each with
+# the kernel and this kind's initramfs, as `gaming --delta-from base`; qemu boots gaming's entry,
+# which stacks the two images.
+case_stagedstack() {
+	local kind=$1 name=$1-stagedstack part=$WORK/bootpart-$1-stack.ext4 mnt=$WORK/bootmnt entry mb
+	with_kernel "$WORK/rootfs" "$WORK/stack-base" "$kind"
+	with_kernel "$WORK/child" "$WORK/stack-gaming" "$kind"
+	"$LSTORE" --store "$WORK/lstore" commit "$WORK/stack-base" --ref "stack-base-$kind" --parent boot >/dev/null
+	"$LSTORE" --store "$WORK/lstore" commit "$WORK/stack-gaming" --ref "stack-gaming-$kind" --parent "stack-base-$kind" >/dev/null
+	# Two kernels and initramfs on the partition and in each image, the two images, ext4's own.
+	mb=$((4 * $(du -sm "$WORK/stack-base/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" "$WORK/child.sfs" | awk '{n += $1} END {print n}') + 96))
+	mkfs.ext4 -q -F -L LSTOREBOOT "$part" "${mb}M"
+	mkdir -p "$mnt"
+	mount -o loop "$part" "$mnt"
+	entry=$mnt/loader/entries/lstore-gaming.conf
+	if "$LSTORE" --store "$WORK/lstore" boot stage "stack-base-$kind" --as base --boot-dir "$mnt" --options console=ttyS0 \
+		>"$WORK/logs/stage-$kind-stack.log" 2>&1 &&
+		"$LSTORE" --store "$WORK/lstore" boot stage "stack-gaming-$kind" --as gaming --delta-from base --boot-dir "$mnt" \
+			--options console=ttyS0 >>"$WORK/logs/stage-$kind-stack.log" 2>&1; then
+		cp "$entry" "$WORK/logs/$name.conf"
+		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
+		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
+		log "$name: base image $(du -h "$mnt/lstore/base/image.sfs" | cut -f1), gaming image $(du -h "$mnt/lstore/gaming/image.sfs" | cut -f1)"
+	else
+		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$kind-stack.log")")
+	fi
+	umount "$mnt"
+	BOOT_SECS=0
+	if ((${#CHECK_FAILED[@]} == 0)); then
+		entry=$WORK/logs/$name.conf
+		BOOT_KERNEL=$WORK/staged-vmlinuz BOOT_INITRD=$WORK/staged-initrd BOOT_CMDLINE=$(entry_value "$entry" options) \
+			BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+		check_root "$name" /run/lstore/layers/1:/run/lstore/layers/0
+		check "$name" "child=lstore-child-$TOKEN" 'whiteout-target=absent' 'python3=present' \
+			'mount=/run/lstore/device /dev/vdd ext4 ro' \
+			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/base/image.sfs' \
+			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/gaming/image.sfs'
+		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/base/image.sfs:/lstore/gaming/image.sfs console=ttyS0" \
+			"$entry" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$entry")")
+	fi
+	report "$kind" stagedstack "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# with_kernel TREE DEST KIND: a copy of TREE holding the test's kernel and KIND's initramfs.
+with_kernel() {
+	rm -rf "$2" && cp -a "$1" "$2"
+	rm -f "$2"/boot/vmlinuz-* "$2"/boot/initrd.img-*
+	mkdir -p "$2/boot"
+	cp -p "$KERNEL" "$2/boot/vmlinuz-$KVER"
+	cp -p "$WORK/initrd-$3.img" "$2/boot/initrd.img-$KVER"
 }
 
 # Boot timing: the same tree booted from lstore's image, from mksquashfs's image of it (zstd level

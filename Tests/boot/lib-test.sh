@@ -55,7 +55,8 @@ for sh in "${shells[@]}"; do
 		$'image=/dev/vd? device= size=50% ram=0 persist= paths= timeout=30\nrc=0\n--console--'
 	for bad_arg in "lstore.image=" "lstore.image=a::b" "lstore.image=:a" "lstore.overlay_size=big" "lstore.overlay_size=%5" \
 		"lstore.persist_paths=/home" "lstore.persist=/dev/vda lstore.persist_paths=home" \
-		"lstore.persist=/dev/vda lstore.persist_paths=/" "lstore.persist=/dev/vda lstore.persist_paths=/a/../b" "lstore.timeout=5s"; do
+		"lstore.persist=/dev/vda lstore.persist_paths=/" "lstore.persist=/dev/vda lstore.persist_paths=/a/../b" "lstore.timeout=5s" \
+		"lstore.overlay_warn=101" "lstore.overlay_warn=09" "lstore.overlay_warn="; do
 		out=$(run "$sh" "lstore.image=/dev/vdb $bad_arg" 'lstore_parse_cmdline; echo "went on"')
 		# lstore.image= alone replaces the first lstore.image.
 		lines=$(grep -c '^lstore: ERROR: ' <<<"${out#*--console--}")
@@ -87,6 +88,70 @@ if command -v mksquashfs >/dev/null; then
 			"_lstore_is_squashfs '$TMP/t.sfs' && echo sqfs; _lstore_is_squashfs '$LIB' || echo not; _lstore_sqfs_bytes '$TMP/t.sfs'" \
 			"sqfs"$'\n'"not"$'\n'"$want"$'\nrc=0\n--console--'
 	done
+fi
+
+# The writable layer's watcher: installed only for a systemd root, its unit as systemd reads it, and
+# its script, which warns once at the limit and again 5 points further, on a real tmpfs.
+mkdir -p "$TMP/ov" "$TMP/root-sd/usr/lib/systemd" "$TMP/root-plain"
+: >"$TMP/root-sd/usr/lib/systemd/systemd"
+if mount -t tmpfs -o size=4m lstore-test "$TMP/ov" 2>/dev/null; then
+	for sh in "${shells[@]}"; do
+		rm -rf "$TMP/units" "$TMP/run" && mkdir -p "$TMP/run"
+		LSTORE_UNITS=$TMP/units LSTORE_RUN=$TMP/run $sh -c ". '$LIB'; LSTORE_OVERLAY_WARN=80; lstore_watch_overlay '$TMP/root-plain' /x"
+		if [[ ! -e $TMP/units && ! -e $TMP/run/overlay-watch ]]; then ok "no watcher without systemd [$sh]"; else bad "no watcher without systemd [$sh]"; fi
+		LSTORE_UNITS=$TMP/units LSTORE_RUN=$TMP/run $sh -c ". '$LIB'; LSTORE_OVERLAY_WARN=80; lstore_watch_overlay '$TMP/root-sd' '$TMP/ov'"
+		unit=$TMP/units/lstore-overlay-watch.service
+		if [[ -f $unit && $(readlink "$TMP/units/sysinit.target.wants/lstore-overlay-watch.service") == ../lstore-overlay-watch.service ]] &&
+			grep -qx "ExecStart=/bin/sh $TMP/run/overlay-watch $TMP/ov 80" "$unit"; then
+			ok "watcher installed for a systemd root [$sh]"
+		else
+			bad "watcher installed for a systemd root [$sh]"
+		fi
+		watch() { $sh "$TMP/run/overlay-watch" "$TMP/ov" 80 0; }
+		rm -f "$TMP/ov/fill"
+		head -c $((2 * 1024 * 1024)) /dev/zero >"$TMP/ov/fill"
+		out1=$(watch)
+		head -c $((3400 * 1024)) /dev/zero >"$TMP/ov/fill"
+		out2=$(watch)
+		if [[ -z $out1 && $out2 == "lstore: warning: the writable layer is 8"[3-9]"% full (3 of 4 MiB used in $TMP/ov): writes will fail when it is full; lstore.overlay_size sets its size" ]]; then
+			ok "watcher: quiet at 50%, warns at 83% [$sh]"
+		else
+			bad "watcher: quiet at 50%, warns at 83% [$sh]"
+			printf '    %s\n' "$out1" "$out2"
+		fi
+		# Running: one warning per 5 points, not one per look.
+		rm -f "$TMP/ov/fill"
+		$sh "$TMP/run/overlay-watch" "$TMP/ov" 80 0.2 >"$TMP/watch.out" &
+		wpid=$!
+		sleep 0.5
+		head -c $((3400 * 1024)) /dev/zero >"$TMP/ov/fill"
+		sleep 1
+		head -c $((3500 * 1024)) /dev/zero >"$TMP/ov/fill"
+		sleep 1
+		head -c $((3900 * 1024)) /dev/zero >"$TMP/ov/fill" 2>/dev/null
+		sleep 1
+		kill "$wpid" && wait "$wpid" 2>/dev/null
+		if [[ $(grep -c '^lstore: warning: the writable layer is ' "$TMP/watch.out") == 2 ]] &&
+			grep -q 'is 9[5-9]% full\|is 100% full' "$TMP/watch.out"; then
+			ok "watcher: warns at 83% and 95%, not at 85% [$sh]"
+		else
+			bad "watcher: warns at 83% and 95%, not at 85% [$sh]"
+			sed 's/^/    /' "$TMP/watch.out"
+		fi
+	done
+	if (shellcheck -s sh "$TMP/run/overlay-watch"); then ok "lint the watcher's script"; else bad "lint the watcher's script"; fi
+	if command -v systemd-analyze >/dev/null; then
+		if out=$(systemd-analyze verify "$TMP/units/lstore-overlay-watch.service" 2>&1) && [[ -z $out ]]; then
+			ok "systemd-analyze verify lstore-overlay-watch.service"
+		else
+			bad "systemd-analyze verify lstore-overlay-watch.service"
+			printf '%s\n' "$out" | sed 's/^/    /'
+		fi
+	fi
+	rm -f "$TMP/ov/fill"
+	umount "$TMP/ov"
+else
+	bad "cannot mount a tmpfs for the watcher's tests (they need root)"
 fi
 
 # Lint: every hook, as the shell it runs under.

@@ -96,6 +96,7 @@ lstore_parse_cmdline() {
 	LSTORE_PERSIST=$(lstore_getarg lstore.persist) || LSTORE_PERSIST=
 	LSTORE_PERSIST_PATHS=$(lstore_getarg lstore.persist_paths) || LSTORE_PERSIST_PATHS=
 	LSTORE_TIMEOUT=$(lstore_getarg lstore.timeout) || LSTORE_TIMEOUT=30
+	LSTORE_OVERLAY_WARN=$(lstore_getarg lstore.overlay_warn) || LSTORE_OVERLAY_WARN=90
 
 	case $LSTORE_IMAGE in
 	:* | *: | *::*) lstore_fail "lstore.image=$LSTORE_IMAGE has an empty layer" ;;
@@ -105,6 +106,10 @@ lstore_parse_cmdline() {
 	esac
 	case $LSTORE_TIMEOUT in
 	'' | *[!0-9]*) lstore_fail "lstore.timeout=$LSTORE_TIMEOUT is not a number of seconds" ;;
+	esac
+	case $LSTORE_OVERLAY_WARN in
+	[0-9] | [1-9][0-9] | 100) ;;
+	*) lstore_fail "lstore.overlay_warn=$LSTORE_OVERLAY_WARN is not a percentage from 0 to 100" ;;
 	esac
 	if [ -z "$LSTORE_PERSIST" ] && [ -n "$LSTORE_PERSIST_PATHS" ]; then
 		lstore_fail "lstore.persist_paths needs lstore.persist=DEV[:DIR]"
@@ -203,6 +208,60 @@ _lstore_sqfs_bytes() {
 	[ $# = 2 ] || return 1
 	_lstore_n=$(($1 + $2 * 4294967296))
 	printf '%s\n' $(((_lstore_n + 4095) / 4096 * 4096))
+}
+
+# lstore_watch_overlay NEWROOT DIR: when NEWROOT boots systemd, a service of the running system
+# that warns on the console (and in the journal) when the file system holding the writable layer
+# DIR runs short: at LSTORE_OVERLAY_WARN percent full (0: never), and again at each 5 more. It is
+# written into /run, which the new root keeps: /run/systemd/system holds runtime units, and the
+# script is read by /bin/sh (/run is noexec). Without systemd in NEWROOT, nothing is written:
+# /run/systemd/system tells programs that systemd runs.
+lstore_watch_overlay() {
+	[ "${LSTORE_OVERLAY_WARN:-90}" != 0 ] || return 0
+	[ -e "$1/lib/systemd/systemd" ] || [ -e "$1/usr/lib/systemd/systemd" ] || return 0
+	_lstore_units=${LSTORE_UNITS:-/run/systemd/system}
+	if mkdir -p "$_lstore_units/sysinit.target.wants" &&
+		lstore_watch_script >"$LSTORE_RUN/overlay-watch" &&
+		lstore_watch_unit "$2" >"$_lstore_units/lstore-overlay-watch.service" &&
+		ln -sf ../lstore-overlay-watch.service "$_lstore_units/sysinit.target.wants/lstore-overlay-watch.service"; then
+		return 0
+	fi
+	lstore_msg "warning: cannot install the service that watches the writable layer; booting on without it"
+	return 0
+}
+
+# lstore_watch_unit DIR: the watcher's systemd unit.
+lstore_watch_unit() {
+	printf '%s\n' '[Unit]' 'Description=lstore: warn when the writable layer runs short' 'DefaultDependencies=no' \
+		'Conflicts=shutdown.target' 'Before=shutdown.target' '' '[Service]' \
+		"ExecStart=/bin/sh $LSTORE_RUN/overlay-watch $1 ${LSTORE_OVERLAY_WARN:-90}" \
+		'StandardOutput=journal+console' 'SyslogIdentifier=lstore' 'Nice=10'
+}
+
+# The watcher's script: sh overlay-watch DIR PERCENT [SECONDS]; with SECONDS=0 it looks once and
+# exits (tests).
+lstore_watch_script() {
+	cat <<'EOF'
+# lstore: warns when the file system holding the writable layer runs short (spec/boot.md, 4).
+dir=$1 limit=$2 every=${3:-5} warned=0
+while :; do
+	# df -P: Filesystem 1024-blocks Used Available Capacity Mounted-on
+	# shellcheck disable=SC2046
+	set -- $(df -Pk "$dir" 2>/dev/null | sed -n 2p)
+	if [ $# -ge 4 ] && [ "$2" -gt 0 ] 2>/dev/null; then
+		pct=$(($3 * 100 / $2))
+		if [ "$pct" -ge "$limit" ] && { [ "$warned" = 0 ] || [ "$pct" -ge $((warned + 5)) ]; }; then
+			echo "lstore: warning: the writable layer is $pct% full ($(($3 / 1024)) of $(($2 / 1024)) MiB used in $dir):" \
+				"writes will fail when it is full; lstore.overlay_size sets its size"
+			warned=$pct
+		elif [ "$pct" -lt $((limit - 10)) ]; then
+			warned=0
+		fi
+	fi
+	[ "$every" != 0 ] || exit 0
+	sleep "$every"
+done
+EOF
 }
 
 # lstore_mount_root NEWROOT: the whole job. On return, NEWROOT is the overlay.
@@ -330,6 +389,7 @@ lstore_mount_root() {
 	mkdir -p "$_lstore_newroot"
 	mount -t overlay -o "lowerdir=$_lstore_lower,upperdir=$_lstore_rw/upper,workdir=$_lstore_rw/work" lstore "$_lstore_newroot" ||
 		lstore_fail "cannot mount the overlay on $_lstore_newroot (lowerdir=$_lstore_lower)"
+	lstore_watch_overlay "$_lstore_newroot" "$_lstore_rw"
 
 	# 6. persist_paths: bind each path from the persistent device over the overlay. A path seen
 	# for the first time is seeded with what the image has there.
