@@ -38,18 +38,8 @@ struct DeltaTests {
         try lstoreOK(["commit", child, "--ref", "child", "--parent", "base"], store: scratch.sub("store"), environment: epoch)
     }
 
-    /// Mounts the images read-only, the first one the bottom layer, and overlays them.
     func overlayManifest(_ images: [String]) throws -> String {
-        var lowers: [String] = []
-        for (index, image) in images.enumerated() {
-            let mountPoint = scratch.sub("layer-\(index)-\(UUID().uuidString.prefix(8))")
-            try sh("mkdir \(mountPoint) && mount -t squashfs -o loop,ro \(image) \(mountPoint)")
-            lowers.insert(mountPoint, at: 0)
-        }
-        let merged = scratch.sub("merged-\(UUID().uuidString.prefix(8))")
-        try sh("mkdir \(merged) && mount -t overlay lstore-test -o lowerdir=\(lowers.joined(separator: ":")) \(merged)")
-        defer { _ = try? sh("umount \(merged); for m in \(lowers.joined(separator: " ")); do umount $m; done") }
-        return try manifest(merged, options: oracle)
+        try LStoreTestSupport.overlayManifest(images, in: scratch, options: oracle)
     }
 
     @Test func deltaOverBaseIsTheChild() throws {

@@ -120,6 +120,23 @@ public func manifest(_ directory: String, options: [String] = []) throws -> Stri
     return result.stdout
 }
 
+/// The manifest (`options` as for `manifest`) of what the kernel shows when it mounts the squashfs
+/// `images` read-only, the first one the bottom layer, and stacks them with overlayfs, as lstore's
+/// boot hooks do. The mounts are made in `scratch` and undone before it returns.
+public func overlayManifest(_ images: [String], in scratch: TemporaryDirectory, options: [String]) throws -> String {
+    var lowers: [String] = []
+    defer { _ = try? sh("for m in \(lowers.joined(separator: " ")); do umount $m; done") }
+    for (index, image) in images.enumerated() {
+        let mountPoint = scratch.sub("layer-\(index)-\(UUID().uuidString.prefix(8))")
+        try sh("mkdir \(mountPoint) && mount -t squashfs -o loop,ro \(image) \(mountPoint)")
+        lowers.insert(mountPoint, at: 0)
+    }
+    let merged = scratch.sub("merged-\(UUID().uuidString.prefix(8))")
+    try sh("mkdir \(merged) && mount -t overlay lstore-test -o lowerdir=\(lowers.joined(separator: ":")) \(merged)")
+    defer { _ = try? sh("umount \(merged)") }
+    return try manifest(merged, options: options)
+}
+
 /// Makes the corner-case tree (`Fixtures/make-corner-tree.sh`) at `directory`.
 public func makeCornerTree(_ directory: String) throws {
     let result = try run("/bin/bash", [repositoryRoot + "/Fixtures/make-corner-tree.sh", directory])
