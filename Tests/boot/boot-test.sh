@@ -12,7 +12,8 @@
 # Cases (each boot prints LSTORE-CHECK lines from a service ordered after multi-user.target):
 #   basic     lstore.image=/dev/vdb (a raw squashfs disk), booted twice: / is overlay, lower our
 #             squashfs, upper tmpfs, multi-user reached, the file boot 1 wrote is gone in boot 2
-#   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy
+#   copytoram the same with lstore.copytoram: the layer is a loop device on a tmpfs copy; the image's
+#             disk is then unbound from the guest's virtio driver and every file of / read again
 #   stacked   lstore.device=LABEL=... lstore.image=/images/base.sfs:/images/child.sfs on an ext4
 #             disk; the child is the Debian chain's gaming layer written by `lstore checkout
 #             --delta-from` over the boot layer: its files show, the one it deleted does not
@@ -23,7 +24,8 @@
 #   stagedstack  the boot layer staged as `base` and the gaming layer as `gaming --delta-from base`
 #             onto an ext4 boot partition; qemu boots gaming's entry: both images, stacked
 #   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
-#             twice: the file boot 1 wrote under the persistent path is there in boot 2
+#             twice: the file boot 1 wrote under the persistent path is there in boot 2, the one it
+#             wrote in /var/tmp is not
 #   persistall lstore.persist=LABEL=... alone, booted twice: the whole upper layer is on the disk
 #   full      lstore.overlay_size=128M, filled to 95% once multi-user is reached: the console shows
 #             the warning of the watcher the hook installed
@@ -94,6 +96,23 @@ findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep -E '^/run/lstore|^/var/lib/ls
 losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l"; done
 if [ -e /var/lib/lstore-test/written ]; then say "leftover=present $(cat /var/lib/lstore-test/written)"; else say leftover=absent; fi
 mkdir -p /var/lib/lstore-test && echo "$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/lstore-test/written && sync && say wrote=ok
+# A file outside lstore.persist_paths, also written in every boot.
+if [ -e /var/tmp/lstore-elsewhere ]; then say "elsewhere=present $(cat /var/tmp/lstore-elsewhere)"; else say elsewhere=absent; fi
+cat /proc/sys/kernel/random/boot_id >/var/tmp/lstore-elsewhere && sync
+# lstore.copytoram: take the image's disk (/dev/vdb) away from the guest, drop the page cache and
+# read every file of the root: all of it must come from the copy in RAM. (lstore_test.detach does
+# the same without copytoram, where the reads fail.)
+if grep -qwE 'lstore\.copytoram|lstore_test\.detach' /proc/cmdline; then
+	virtio=$(readlink -f /sys/block/vdb/device)
+	echo "${virtio##*/}" >/sys/bus/virtio/drivers/virtio_blk/unbind
+	if [ -e /sys/block/vdb ]; then say detached=no; else say detached=yes; fi
+	sync && echo 3 >/proc/sys/vm/drop_caches
+	if find / -xdev -type f -print0 | xargs -0 cat >/dev/null 2>/tmp/readerr; then
+		say "readall=ok $(find / -xdev -type f | wc -l) files"
+	else
+		say "readall=failed $(head -c 300 /tmp/readerr | tr '\n' ' ')"
+	fi
+fi
 # lstore_test.fill: fill the writable layer to 95% and wait for lstore's watcher to warn.
 if grep -qw lstore_test.fill /proc/cmdline; then
 	say "watch=$(systemctl is-active lstore-overlay-watch.service)"
@@ -369,7 +388,8 @@ case_copytoram() {
 	boot "$kind" "$kind-copytoram" "$(fresh_disk "$kind-copytoram")" "boot=lstore lstore.image=/dev/vdb lstore.copytoram"
 	check_root "$kind-copytoram" /run/lstore/layers/0
 	check "$kind-copytoram" 'mount=/run/lstore/ram lstore-ram tmpfs ' \
-		'mount=/run/lstore/layers/0 /dev/loop[0-9]+ squashfs ro' 'loop=/dev/loop[0-9]+ /run/lstore/ram/0.sfs'
+		'mount=/run/lstore/layers/0 /dev/loop[0-9]+ squashfs ro' 'loop=/dev/loop[0-9]+ /run/lstore/ram/0.sfs' \
+		'detached=yes' 'readall=ok [0-9]{4,} files'
 	report "$kind" copytoram "boot ${BOOT_SECS}s$(timing "$kind-copytoram")"
 }
 
@@ -518,6 +538,8 @@ case_persist() {
 		else
 			# The file boot 1 wrote, with boot 1's boot id.
 			check_root "$kind-persist-$n" /run/lstore/layers/0 "present $(value "$kind-persist-1" bootid)\$"
+			# Nothing outside the persistent paths survives.
+			check "$kind-persist-$n" 'elsewhere=absent'
 		fi
 		check "$kind-persist-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw' \
 			'mount=/var/lib/lstore-test /dev/vda\[/state/var/lib/lstore-test\] ext4 rw'
@@ -536,6 +558,7 @@ case_persistall() {
 			check_root "$kind-persistall-$n" /run/lstore/layers/0 absent /run/lstore/persist/lstore
 		else
 			check_root "$kind-persistall-$n" /run/lstore/layers/0 "present $(value "$kind-persistall-1" bootid)\$" /run/lstore/persist/lstore
+			check "$kind-persistall-$n" "elsewhere=present $(value "$kind-persistall-1" bootid)\$"
 		fi
 		check "$kind-persistall-$n" 'mount=/run/lstore/persist /dev/vda ext4 rw'
 	done
