@@ -55,8 +55,9 @@ boot-test: deps
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh
 
 # The CI subset of boot-test: each kind boots twice (the file written is gone), and copytoram,
-# persist_paths, a stacked chain with a --delta-from child and a `lstore boot stage` entry once each.
-BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged;dracut:basic,stacked
+# persist_paths, a stacked chain with a --delta-from child, a `lstore boot stage` entry and the
+# same staged layer booted by GRUB through 42_lstore once each.
+BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged,grub;dracut:basic,stacked
 boot-test-ci: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240
