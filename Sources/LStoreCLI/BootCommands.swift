@@ -94,7 +94,7 @@ extension BootCommand {
         var device: String?
 
         @Option(name: .customLong("grub-scripts"), help: ArgumentHelp(
-            "Where to write the 42_lstore GRUB script (default: /etc/grub.d when it exists).", valueName: "dir"))
+            "Where to write the 42_lstore GRUB script (default: /etc/grub.d when it exists and BOOT is /boot).", valueName: "dir"))
         var grubScripts: String?
 
         @Option(name: .customLong("delta-from"), help: ArgumentHelp(
@@ -229,7 +229,8 @@ extension BootCommand {
             if layout.kernelsApart { try install(kernelStaging, as: layout.kernelDirectory(name)) }
             try writeFileAtomically(entry.text, to: layout.entry(name))
             try layout.writeGrubConfiguration()
-            if let scripts = grubScripts ?? (isDirectory("/etc/grub.d") ? "/etc/grub.d" : nil) {
+            // This machine's GRUB is only told about this machine's /boot.
+            if let scripts = grubScripts ?? (places.bootDirectory == "/boot" && isDirectory("/etc/grub.d") ? "/etc/grub.d" : nil) {
                 try writeGrubScript(in: scripts, configuration: realPath(layout.grubConfiguration))
             }
             var size = stat()
@@ -400,11 +401,18 @@ private func writeGrubScript(in directory: String, configuration: String) throws
     let script = """
         #!/bin/sh
         # Written by `lstore boot stage`: adds the layers lstore staged to GRUB's menu.
-        set -e
         cfg=\(quoted)
         [ -f "$cfg" ] || exit 0
-        uuid=$(grub-probe --target=fs_uuid "$cfg")
-        path=$(grub-mkrelpath "$cfg")
+        probe=${grub_probe:-grub-probe}
+        if ! uuid=$("$probe" --target=fs_uuid "$cfg") || ! path=$(grub-mkrelpath "$cfg"); then
+            echo "42_lstore: GRUB cannot find $cfg; the layers lstore staged are left out of the menu" >&2
+            exit 0
+        fi
+        # The modules GRUB needs to read that file system, as grub-mkconfig's own scripts load them.
+        for module in $("$probe" --target=partmap "$cfg" 2>/dev/null); do echo "insmod part_$module"; done
+        for module in $("$probe" --target=abstraction "$cfg" 2>/dev/null) $("$probe" --target=fs "$cfg" 2>/dev/null); do
+            echo "insmod $module"
+        done
         cat <<EOF
         search --no-floppy --fs-uuid --set=lstore_root $uuid
         source (\\$lstore_root)$path

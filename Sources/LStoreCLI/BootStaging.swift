@@ -72,7 +72,8 @@ struct BootLayout {
         return name.isEmpty ? nil : name
     }
 
-    /// Writes `BOOT/lstore/grub.cfg` again from every staged layer's menu entry and the default.
+    /// Writes `BOOT/lstore/grub.cfg` again from every staged layer's menu entry and the default,
+    /// unless a one-time choice (`grub-reboot`, which sets `boot_once`) is in force.
     func writeGrubConfiguration() throws {
         var text = "# Written by lstore boot: the staged layers. Do not edit; `lstore boot` writes it again.\n"
         let layers = try staged()
@@ -81,7 +82,9 @@ struct BootLayout {
                 text += String(decoding: entry, as: UTF8.self)
             }
         }
-        if let name = defaultName(), layers.contains(where: { $0.name == name }) { text += "set default=\"lstore-\(name)\"\n" }
+        if let name = defaultName(), layers.contains(where: { $0.name == name }) {
+            text += "if [ -z \"${boot_once}\" ]; then set default=\"lstore-\(name)\"; fi\n"
+        }
         try writeFileAtomically(text, to: grubConfiguration)
     }
 

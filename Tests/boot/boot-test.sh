@@ -23,6 +23,9 @@
 #             ext4 boot partition; qemu boots the kernel, initrd and options of the BLS entry
 #   stagedstack  the boot layer staged as `base` and the gaming layer as `gaming --delta-from base`
 #             onto an ext4 boot partition; qemu boots gaming's entry: both images, stacked
+#   grub      the same staging, booted by GRUB (BIOS, from a grub-mkrescue CD) whose grub.cfg is
+#             what grub-mkconfig makes of the 42_lstore script stage wrote: GRUB finds the partition,
+#             sources BOOT/lstore/grub.cfg and loads the default entry's kernel and initrd from it
 #   persist   lstore.persist=UUID=...:state lstore.persist_paths=/var/lib/lstore-test, booted
 #             twice: the file boot 1 wrote under the persistent path is there in boot 2, the one it
 #             wrote in /var/tmp is not
@@ -44,7 +47,7 @@ CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
 KINDS=initcpio,itools,dracut,dracutsh,sdunit
-CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,full,error,badimage
+CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,grub,full,error,badimage
 PLAN=
 TIMEOUT=420
 while getopts k:c:p:t: opt; do
@@ -258,15 +261,21 @@ build_dracutsh() {
 # BOOT_STATUS (finished: the check ran to its end; error: an lstore error line; timeout).
 # BOOT_KERNEL, BOOT_INITRD and BOOT_CMDLINE replace the kernel, the kind's initrd and
 # "console=ttyS0 APPEND"; BOOT_DISK adds a disk, /dev/vdd (read-only unless BOOT_DISK_RW is set).
+# BOOT_MEDIUM, a bootable CD image, replaces all three: the firmware boots it (a boot loader on it
+# loads the kernel and initrd), and APPEND is not used.
 boot() {
 	local kind=$1 name=$2 disk=$3 append=$4
-	local logf=$WORK/logs/$name.log start t0=$SECONDS pid extra=()
+	local logf=$WORK/logs/$name.log start t0=$SECONDS pid extra=() how
 	[[ -z ${BOOT_DISK:-} ]] || extra=(-drive "file=$BOOT_DISK,if=virtio,format=raw$([[ -n ${BOOT_DISK_RW:-} ]] || echo ,readonly=on)")
+	if [[ -n ${BOOT_MEDIUM:-} ]]; then
+		how=(-cdrom "$BOOT_MEDIUM" -boot d)
+	else
+		how=(-kernel "${BOOT_KERNEL:-$KERNEL}" -initrd "${BOOT_INITRD:-$WORK/initrd-$kind.img}"
+			-append "${BOOT_CMDLINE:-console=ttyS0 $append}")
+	fi
 	: >"$logf"
 	start=$(date +%s.%N)
-	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot \
-		-kernel "${BOOT_KERNEL:-$KERNEL}" -initrd "${BOOT_INITRD:-$WORK/initrd-$kind.img}" \
-		-append "${BOOT_CMDLINE:-console=ttyS0 $append}" \
+	qemu-system-x86_64 -machine accel=tcg -m 1024 -nographic -no-reboot "${how[@]}" \
 		-drive "file=$disk,if=virtio,format=raw" \
 		-drive "file=$WORK/base.sfs,if=virtio,format=raw,readonly=on" \
 		-drive "file=$WORK/store.ext4,if=virtio,format=raw,readonly=on" \
@@ -418,93 +427,182 @@ case_full() {
 # entry_value FILE KEY: a BLS entry's value for KEY.
 entry_value() { sed -n "s/^$2 //p" "$1" | head -n1; }
 
+# staged_layer KIND REF [TREE [PARENT]]: commits as REF, a child of PARENT (default boot), a copy of
+# TREE (default the test's root file system) holding the kernel and this kind's initramfs under
+# Debian's names ($WORK/staged-rootfs), with the same times in every copy.
+staged_layer() {
+	local kind=$1 ref=$2 tree=${3:-$WORK/rootfs} parent=${4:-boot} layer=$WORK/staged-rootfs
+	rm -rf "$layer" && cp -a "$tree" "$layer"
+	rm -f "$layer"/boot/vmlinuz-* "$layer"/boot/initrd.img-*
+	cp -p "$KERNEL" "$layer/boot/vmlinuz-$KVER"
+	cp -p "$WORK/initrd-$kind.img" "$layer/boot/initrd.img-$KVER"
+	"$LSTORE" --store "$WORK/lstore" commit "$layer" --ref "$ref" --parent "$parent" >/dev/null
+}
+
+# boot_partition FILE [KERNELS [IMAGES]]: an ext4 file system (LSTOREBOOT) for images of IMAGES MiB
+# (default: base.sfs's size) plus the kernel and initramfs in one of them, and KERNELS (default 1)
+# more copies of the kernel and initramfs.
+boot_partition() {
+	local kernels=${2:-1} images=${3:-$(du -sm "$WORK/base.sfs" | cut -f1)} boot
+	boot=$(du -sm "$WORK/staged-rootfs/boot" | cut -f1)
+	mkfs.ext4 -q -F -L LSTOREBOOT "$1" "$(((kernels + 1) * boot + images + 64))M"
+}
+
+# boot_staged KIND NAME PART ENTRY STAGE: mounts the boot partition PART, runs STAGE MOUNTPOINT (a
+# function running the `lstore boot` commands; its output goes to the log), and boots exactly the
+# kernel, initrd and options of the entry loader/entries/lstore-ENTRY.conf it wrote, with PART as
+# /dev/vdd. STAGED_ENTRY is a copy of the entry. Returns 1, booting nothing, when staging failed.
+boot_staged() {
+	local kind=$1 name=$2 part=$3 mnt=$WORK/bootmnt entry
+	mkdir -p "$mnt"
+	mount -o loop "$part" "$mnt"
+	entry=$mnt/loader/entries/lstore-$4.conf
+	STAGED_ENTRY=$WORK/logs/$name.conf
+	BOOT_SECS=0
+	if "$5" "$mnt" >"$WORK/logs/stage-$name.log" 2>&1; then
+		cp "$entry" "$STAGED_ENTRY"
+		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
+		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
+		log "$name: images $(cd "$mnt/lstore" && du -h -- */image.sfs | tr '\t\n' ' ')"
+	else
+		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$name.log")")
+	fi
+	umount "$mnt"
+	((${#CHECK_FAILED[@]} == 0)) || return 1
+	BOOT_KERNEL=$WORK/staged-vmlinuz BOOT_INITRD=$WORK/staged-initrd BOOT_CMDLINE=$(entry_value "$STAGED_ENTRY" options) \
+		BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+}
+
 # A layer holding its own kernel and this kind's initramfs, staged by `lstore boot stage` onto an
 # ext4 boot partition (mounted, so lstore finds its UUID itself); qemu then boots exactly the
 # kernel, initrd and options the generated entry names, with that partition as /dev/vdd.
 case_staged() {
-	local kind=$1 name=$1-staged layer=$WORK/staged-rootfs part=$WORK/bootpart-$1.ext4 mnt=$WORK/bootmnt entry mb
-	with_kernel "$WORK/rootfs" "$layer" "$kind"
-	"$LSTORE" --store "$WORK/lstore" commit "$layer" --ref "staged-$kind" --parent boot >/dev/null
-	# The image (the base and the kernel and initramfs in it) and the kernel and initramfs again.
-	mb=$((2 * $(du -sm "$layer/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" | cut -f1) + 64))
-	mkfs.ext4 -q -F -L LSTOREBOOT "$part" "${mb}M"
-	mkdir -p "$mnt"
-	mount -o loop "$part" "$mnt"
-	entry=$mnt/loader/entries/lstore-staged.conf
-	if "$LSTORE" --store "$WORK/lstore" boot stage "staged-$kind" --as staged --boot-dir "$mnt" --options console=ttyS0 \
-		>"$WORK/logs/stage-$kind.log" 2>&1; then
-		cp "$entry" "$WORK/logs/$name.conf"
-		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
-		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
-	else
-		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$kind.log")")
-	fi
-	umount "$mnt"
-	BOOT_SECS=0
-	if ((${#CHECK_FAILED[@]} == 0)); then
-		entry=$WORK/logs/$name.conf
-		BOOT_KERNEL=$WORK/staged-vmlinuz BOOT_INITRD=$WORK/staged-initrd BOOT_CMDLINE=$(entry_value "$entry" options) \
-			BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+	local kind=$1 name=$1-staged part=$WORK/bootpart-$1.ext4
+	staged_layer "$kind" "staged-$kind"
+	boot_partition "$part"
+	if boot_staged "$kind" "$name" "$part" staged stage_staged; then
 		check_root "$name" /run/lstore/layers/0
 		check "$name" 'mount=/run/lstore/device /dev/vdd ext4 ro' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/staged/image.sfs'
 		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/staged/image.sfs console=ttyS0" \
-			"$entry" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$entry")")
+			"$STAGED_ENTRY" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$STAGED_ENTRY")")
 	fi
 	report "$kind" staged "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# The GRUB script goes to a scratch directory, never the host's /etc/grub.d.
+stage_staged() {
+	"$LSTORE" --store "$WORK/lstore" boot stage "staged-$kind" --as staged --boot-dir "$1" \
+		--grub-scripts "$WORK/grub.d" --options console=ttyS0
 }
 
 # A stack staged by `lstore boot stage`: the boot layer as `base`, and the gaming layer, each with
 # the kernel and this kind's initramfs, as `gaming --delta-from base`; qemu boots gaming's entry,
 # which stacks the two images.
 case_stagedstack() {
-	local kind=$1 name=$1-stagedstack part=$WORK/bootpart-$1-stack.ext4 mnt=$WORK/bootmnt entry mb
-	with_kernel "$WORK/rootfs" "$WORK/stack-base" "$kind"
-	with_kernel "$WORK/child" "$WORK/stack-gaming" "$kind"
-	"$LSTORE" --store "$WORK/lstore" commit "$WORK/stack-base" --ref "stack-base-$kind" --parent boot >/dev/null
-	"$LSTORE" --store "$WORK/lstore" commit "$WORK/stack-gaming" --ref "stack-gaming-$kind" --parent "stack-base-$kind" >/dev/null
-	# Two kernels and initramfs on the partition and in each image, the two images, ext4's own.
-	mb=$((4 * $(du -sm "$WORK/stack-base/boot" | cut -f1) + $(du -sm "$WORK/base.sfs" "$WORK/child.sfs" | awk '{n += $1} END {print n}') + 96))
-	mkfs.ext4 -q -F -L LSTOREBOOT "$part" "${mb}M"
-	mkdir -p "$mnt"
-	mount -o loop "$part" "$mnt"
-	entry=$mnt/loader/entries/lstore-gaming.conf
-	if "$LSTORE" --store "$WORK/lstore" boot stage "stack-base-$kind" --as base --boot-dir "$mnt" --options console=ttyS0 \
-		>"$WORK/logs/stage-$kind-stack.log" 2>&1 &&
-		"$LSTORE" --store "$WORK/lstore" boot stage "stack-gaming-$kind" --as gaming --delta-from base --boot-dir "$mnt" \
-			--options console=ttyS0 >>"$WORK/logs/stage-$kind-stack.log" 2>&1; then
-		cp "$entry" "$WORK/logs/$name.conf"
-		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
-		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
-		log "$name: base image $(du -h "$mnt/lstore/base/image.sfs" | cut -f1), gaming image $(du -h "$mnt/lstore/gaming/image.sfs" | cut -f1)"
-	else
-		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$kind-stack.log")")
-	fi
-	umount "$mnt"
-	BOOT_SECS=0
-	if ((${#CHECK_FAILED[@]} == 0)); then
-		entry=$WORK/logs/$name.conf
-		BOOT_KERNEL=$WORK/staged-vmlinuz BOOT_INITRD=$WORK/staged-initrd BOOT_CMDLINE=$(entry_value "$entry" options) \
-			BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+	local kind=$1 name=$1-stagedstack part=$WORK/bootpart-$1-stack.ext4
+	staged_layer "$kind" "stack-base-$kind"
+	staged_layer "$kind" "stack-gaming-$kind" "$WORK/child" "stack-base-$kind"
+	# The gaming image holds no second kernel: the same file, with the same times, is in base.
+	boot_partition "$part" 2 "$(du -sm "$WORK/base.sfs" "$WORK/child.sfs" | awk '{n += $1} END {print n}')"
+	if boot_staged "$kind" "$name" "$part" gaming stage_stack; then
 		check_root "$name" /run/lstore/layers/1:/run/lstore/layers/0
 		check "$name" "child=lstore-child-$TOKEN" 'whiteout-target=absent' 'python3=present' \
 			'mount=/run/lstore/device /dev/vdd ext4 ro' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/base/image.sfs' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/gaming/image.sfs'
 		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/base/image.sfs:/lstore/gaming/image.sfs console=ttyS0" \
-			"$entry" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$entry")")
+			"$STAGED_ENTRY" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$STAGED_ENTRY")")
 	fi
 	report "$kind" stagedstack "boot ${BOOT_SECS}s$(timing "$name")"
 }
 
-# with_kernel TREE DEST KIND: a copy of TREE holding the test's kernel and KIND's initramfs.
-with_kernel() {
-	rm -rf "$2" && cp -a "$1" "$2"
-	rm -f "$2"/boot/vmlinuz-* "$2"/boot/initrd.img-*
-	mkdir -p "$2/boot"
-	cp -p "$KERNEL" "$2/boot/vmlinuz-$KVER"
-	cp -p "$WORK/initrd-$3.img" "$2/boot/initrd.img-$KVER"
+stage_stack() {
+	local stage=("$LSTORE" --store "$WORK/lstore" boot stage --boot-dir "$1" --grub-scripts "$WORK/grub.d" --options console=ttyS0)
+	"${stage[@]}" "stack-base-$kind" --as base && "${stage[@]}" "stack-gaming-$kind" --as gaming --delta-from base
 }
+
+# grub_mkconfig SCRIPTS OUT: the host's grub-mkconfig -o OUT with SCRIPTS/42_lstore as the only
+# script of /etc/grub.d and no /etc/default/grub settings, in a private mount namespace (tmpfs and
+# bind mounts over those, gone when it ends: the host's files are not touched). grub-mkconfig
+# probes the host's root and /boot devices (for 10_linux, not run here) and checks OUT with
+# grub-script-check.
+grub_mkconfig() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	unshare --mount --propagation private bash -euo pipefail -c '
+		mount -t tmpfs lstore-grub.d /etc/grub.d
+		cp "$1/42_lstore" /etc/grub.d/
+		if [[ -e /etc/default/grub ]]; then mount --bind /dev/null /etc/default/grub; fi
+		if [[ -d /etc/default/grub.d ]]; then mount -t tmpfs lstore-grub-default /etc/default/grub.d; fi
+		grub-mkconfig -o "$2"
+	' _ "$1" "$2"
+}
+
+# The staged layer booted by GRUB, as on a machine whose GRUB has no blscfg (Debian): stage writes
+# 42_lstore (into a scratch directory); grub-mkconfig runs it while the partition is mounted, so
+# grub-probe and grub-mkrelpath resolve the real loop device. A BIOS GRUB CD (grub-mkrescue) whose
+# grub.cfg is the serial console, a one second timeout and exactly grub-mkconfig's output boots the
+# machine: GRUB finds the partition by its UUID, sources BOOT/lstore/grub.cfg and boots its default
+# entry, loading the kernel and initrd from the partition (qemu gets no -kernel or -initrd). A decoy
+# layer, staged first, is the menu's first entry: only `set default` makes GRUB boot the other one.
+# The decoy's image device does not exist: booting it ends at an lstore error.
+case_grub() {
+	local kind=$1 name=$1-grub part=$WORK/bootpart-$1-grub.ext4 mnt=$WORK/bootmnt scripts=$WORK/grub.d
+	local medium=$WORK/grub-medium cfg=$WORK/logs/$1-grub-mkconfig.cfg lcfg=$WORK/logs/$1-grub-lstore.cfg uuid stage
+	staged_layer "$kind" "grub-$kind"
+	rm -rf "$WORK/decoy" "$scripts" && mkdir -p "$WORK/decoy/etc" && echo decoy >"$WORK/decoy/etc/lstore-decoy"
+	"$LSTORE" --store "$WORK/lstore" commit "$WORK/decoy" --ref "decoy-$kind" >/dev/null
+	boot_partition "$part" 2
+	uuid=$(blkid -o value -s UUID "$part")
+	mkdir -p "$mnt"
+	mount -o loop "$part" "$mnt"
+	stage=("$LSTORE" --store "$WORK/lstore" boot stage --boot-dir "$mnt" --grub-scripts "$scripts")
+	if "${stage[@]}" "decoy-$kind" --as decoy --kernel "$KERNEL" --initrd "$WORK/initrd-$kind.img" --device /dev/vdz \
+		--options "console=ttyS0 lstore.timeout=2" >"$WORK/logs/stage-$name.log" 2>&1 &&
+		"${stage[@]}" "grub-$kind" --as staged --options console=ttyS0 >>"$WORK/logs/stage-$name.log" 2>&1 &&
+		"$LSTORE" boot default staged --boot-dir "$mnt" >>"$WORK/logs/stage-$name.log" 2>&1; then
+		cp "$mnt/lstore/grub.cfg" "$lcfg"
+		cp "$scripts/42_lstore" "$WORK/logs/$name-42_lstore"
+		# GRUB reads this file itself; the host's parser must accept it too.
+		grub-script-check "$lcfg" || CHECK_FAILED+=("$name: grub-script-check rejects BOOT/lstore/grub.cfg")
+		if grub_mkconfig "$scripts" "$cfg" >"$WORK/logs/$name-mkconfig.log" 2>&1; then
+			grub-script-check "$cfg" || CHECK_FAILED+=("$name: grub-script-check rejects grub-mkconfig's output")
+			# shellcheck disable=SC2016 # GRUB's variable
+			grep -qxF "search --no-floppy --fs-uuid --set=lstore_root $uuid" "$cfg" &&
+				grep -qxF 'source ($lstore_root)/lstore/grub.cfg' "$cfg" ||
+				CHECK_FAILED+=("$name: unexpected grub-mkconfig output: $(grep -v '^#' "$cfg" | tr '\n' '|')")
+		else
+			CHECK_FAILED+=("$name: grub-mkconfig failed: $(tail -n1 "$WORK/logs/$name-mkconfig.log")")
+		fi
+	else
+		CHECK_FAILED+=("$name: lstore boot failed: $(tail -n1 "$WORK/logs/stage-$name.log")")
+	fi
+	umount "$mnt"
+	BOOT_SECS=0
+	if ((${#CHECK_FAILED[@]} == 0)); then
+		rm -rf "$medium" && mkdir -p "$medium/boot/grub"
+		{
+			printf '%s\n' 'serial --unit=0 --speed=115200' 'terminal_input serial' 'terminal_output serial' 'set timeout=1'
+			cat "$cfg"
+		} >"$medium/boot/grub/grub.cfg"
+		cp "$medium/boot/grub/grub.cfg" "$WORK/logs/$name-medium.cfg"
+		# BIOS GRUB only: no EFI image, which would need mtools.
+		if grub-mkrescue -d /usr/lib/grub/i386-pc -o "$WORK/grub-$kind.iso" "$medium" >"$WORK/logs/$name-mkrescue.log" 2>&1; then
+			BOOT_MEDIUM=$WORK/grub-$kind.iso BOOT_DISK=$part boot "$kind" "$name" "$(fresh_disk "$name")" ""
+			check_root "$name" /run/lstore/layers/0
+			check "$name" 'mount=/run/lstore/device /dev/vdd ext4 ro' \
+				'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/staged/image.sfs'
+			grep -qF 'Booting `lstore staged (' "$WORK/logs/$name.log" ||
+				CHECK_FAILED+=("$name: GRUB did not boot the entry lstore staged")
+			grep -qF "Command line: BOOT_IMAGE=/lstore/staged/vmlinuz boot=lstore lstore.device=UUID=$uuid lstore.image=/lstore/staged/image.sfs console=ttyS0" \
+				"$WORK/logs/$name.log" || CHECK_FAILED+=("$name: not the staged entry's kernel and options")
+		else
+			CHECK_FAILED+=("$name: grub-mkrescue failed: $(tail -n1 "$WORK/logs/$name-mkrescue.log")")
+		fi
+	fi
+	report "$kind" grub "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
 
 # Boot timing: the same tree booted from lstore's image, from mksquashfs's image of it (zstd level
 # 6, the store's level), both through the hook, and from an ext4 file system with root= and no
