@@ -176,9 +176,9 @@ extension BootCommand {
             if let previous = layout.staged(name), previous.commit != id.hex {
                 let over = try layout.stackedOver(name)
                 if !over.isEmpty {
-                    throw CommandError("\(over.joined(separator: ", ")) \(over.count == 1 ? "is" : "are") staged over \(name) "
-                        + "(commit \(previous.commit.prefix(12))): stage \(over.count == 1 ? "it" : "them") again or remove "
-                        + "\(over.count == 1 ? "it" : "them") first")
+                    let them = over.count == 1 ? "it" : "them"
+                    throw CommandError("\(namesAre(over)) staged over \(name) (commit \(previous.commit.prefix(12))): "
+                        + "stage \(them) again or remove \(them) first")
                 }
             }
             try makeDirectories(layout.layersDirectory)
@@ -310,8 +310,7 @@ extension BootCommand {
             try requireStaged(name, layout)
             let over = try layout.stackedOver(name)
             if !over.isEmpty {
-                throw CommandError("cannot remove \(name): \(over.joined(separator: ", ")) \(over.count == 1 ? "is" : "are") staged over it "
-                    + "(lstore boot rm \(over.joined(separator: " ")) first)")
+                throw CommandError("cannot remove \(name): \(namesAre(over)) staged over it (lstore boot rm \(over.joined(separator: " ")) first)")
             }
             // The entry first: a boot loader never sees an entry whose files are gone.
             if unlink(layout.entry(name)) != 0 && errno != ENOENT { throw FileError(path: layout.entry(name), operation: "unlink", errno: errno) }
@@ -325,6 +324,11 @@ extension BootCommand {
             print("removed \(name)")
         }
     }
+}
+
+/// "a is" or "a, b are": staged layers' names with the verb that agrees.
+private func namesAre(_ names: [String]) -> String {
+    names.joined(separator: ", ") + (names.count == 1 ? " is" : " are")
 }
 
 private func requireStaged(_ name: String, _ layout: BootLayout) throws {
