@@ -12,9 +12,10 @@ import Glibc
 ///
 ///     key (32 bytes) | flags (u8) | 3 zero bytes | length (u32 LE) | bytes | XXH3-64 (u64 LE)
 ///
-/// where the checksum covers everything before it in the entry. Reading is from a map of the file
-/// taken when the cache is opened; an entry whose checksum fails is a miss. Appends are made under
-/// an exclusive `flock`, each in one `write`; a torn last entry (a crash) is cut off by the next
+/// where the checksum covers everything before it in the entry. Opening walks the entries' headers;
+/// a lookup reads its one entry with `pread` (no map: the process holds only what it asked for,
+/// however large the file) and an entry whose checksum fails is a miss. Appends are made under an
+/// exclusive `flock`, each in one `write`; a torn last entry (a crash) is cut off by the next
 /// writer. Nothing here ever fails a command: a cache that cannot be read or written is empty.
 public final class BlobCache: @unchecked Sendable {
     static let magic: [UInt8] = Array("LSBC".utf8) + [1, 0, 0, 0]
@@ -27,73 +28,83 @@ public final class BlobCache: @unchecked Sendable {
     private let state = Locked(State())
 
     private struct State {
-        var map: UnsafeRawBufferPointer?
-        var entries: [Digest: (offset: Int, length: Int, flags: UInt8)] = [:]
+        /// The file as it was when the cache was opened, for lookups.
+        var reader: Int32 = -1
+        var entries: Entries = [:]
         var writer: Int32 = -1
         /// How far the file is known to hold whole entries (ours or another writer's).
         var validEnd: UInt64 = 0
-        /// Keys saved since the map was taken, by any writer.
+        /// Keys saved since the cache was opened, by any writer.
         var known: Set<Digest> = []
         var full = false
     }
 
-    /// Opens the cache at `path`, mapping what is there; a missing file is an empty cache.
+    /// Opens the cache at `path` and walks what is there; a missing file is an empty cache.
     public init(path: String) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
-        defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size >= Self.magic.count,
-              let mapped = mmap(nil, Int(info.st_size), PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return }
-        let map = UnsafeRawBufferPointer(start: mapped, count: Int(info.st_size))
+        guard fstat(fd, &info) == 0, let (entries, end) = Self.scan(fd: fd, size: UInt64(info.st_size), from: 0) else {
+            close(fd)
+            return
+        }
         state.withLock { state in
-            state.map = map
-            let (entries, end) = Self.scan(map)
+            state.reader = fd
             state.entries = entries
-            state.validEnd = UInt64(end)
+            state.validEnd = end
         }
     }
 
     deinit {
         state.withLock { state in
-            if let map = state.map { munmap(UnsafeMutableRawPointer(mutating: map.baseAddress), map.count) }
+            if state.reader >= 0 { close(state.reader) }
             if state.writer >= 0 { close(state.writer) }
         }
     }
 
-    typealias Entries = [Digest: (offset: Int, length: Int, flags: UInt8)]
+    typealias Entries = [Digest: (offset: UInt64, length: Int, flags: UInt8)]
 
-    /// The entries of `bytes`, a whole cache file, and where the last whole entry ends.
-    static func scan(_ bytes: UnsafeRawBufferPointer) -> (entries: Entries, end: Int) {
-        guard bytes.count >= magic.count, bytes.prefix(magic.count).elementsEqual(magic) else { return ([:], 0) }
-        return walk(bytes, from: magic.count)
-    }
-
-    /// The entries of `bytes` from `start`, the start of an entry, and where the last whole one ends.
-    static func walk(_ bytes: UnsafeRawBufferPointer, from start: Int) -> (entries: Entries, end: Int) {
-        var entries: Entries = [:]
+    /// The entries of the cache file open as `fd`, `size` bytes long, from `start` (0, the file's
+    /// start, or the end of an entry) and where the last whole one ends; nil when the file does not
+    /// start with the header. Reads only the entries' headers.
+    static func scan(fd: Int32, size: UInt64, from start: UInt64) -> (entries: Entries, end: UInt64)? {
         var offset = start
-        while offset + entryHeader + 8 <= bytes.count {
-            let length = Int(bytes.loadUnaligned(fromByteOffset: offset + 36, as: UInt32.self).littleEndian)
-            guard length <= maximumEntry, offset + entryHeader + length + 8 <= bytes.count else { break }
-            let key = Digest(bytes: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + 32]))
-            entries[key] = (offset, length, bytes[offset + 32])
-            offset += entryHeader + length + 8
+        if offset == 0 {
+            var header = [UInt8](repeating: 0, count: magic.count)
+            guard size >= UInt64(magic.count), readFully(fd, &header, at: 0), header == magic else { return nil }
+            offset = UInt64(magic.count)
+        }
+        var entries: Entries = [:]
+        var header = [UInt8](repeating: 0, count: entryHeader)
+        while offset + UInt64(entryHeader + 8) <= size, readFully(fd, &header, at: offset) {
+            let length = header.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 36, as: UInt32.self).littleEndian) }
+            guard length <= maximumEntry, offset + UInt64(entryHeader + length + 8) <= size else { break }
+            let key = header.withUnsafeBytes { Digest(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<32])) }
+            entries[key] = (offset, length, header[32])
+            offset += UInt64(entryHeader + length + 8)
         }
         return (entries, offset)
     }
 
+    /// Reads `buffer.count` bytes at `offset` of `fd`, all of them or false.
+    private static func readFully(_ fd: Int32, _ buffer: inout [UInt8], at offset: UInt64) -> Bool {
+        let want = buffer.count
+        let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
+        return got == want
+    }
+
     /// The bytes and flags saved under `key`, checked against their checksum.
     public func get(_ key: Digest) -> (bytes: [UInt8], flags: UInt8)? {
-        state.withLock { state in
-            guard let map = state.map, let entry = state.entries[key] else { return nil }
-            let whole = UnsafeRawBufferPointer(rebasing: map[entry.offset..<entry.offset + Self.entryHeader + entry.length])
-            let sum = map.loadUnaligned(fromByteOffset: entry.offset + Self.entryHeader + entry.length, as: UInt64.self)
-            guard XXH3.hash64(whole) == sum.littleEndian else { return nil }
-            let start = entry.offset + Self.entryHeader
-            return (Array(map[start..<start + entry.length]), entry.flags)
+        guard let (fd, entry) = state.withLock({ state in state.entries[key].map { (state.reader, $0) } }) else { return nil }
+        var whole = [UInt8](repeating: 0, count: Self.entryHeader + entry.length + 8)
+        guard Self.readFully(fd, &whole, at: entry.offset) else { return nil }
+        let good = whole.withUnsafeBytes { raw in
+            XXH3.hash64(UnsafeRawBufferPointer(rebasing: raw[..<(Self.entryHeader + entry.length)]))
+                == raw.loadUnaligned(fromByteOffset: Self.entryHeader + entry.length, as: UInt64.self).littleEndian
         }
+        guard good else { return nil }
+        return (Array(whole[Self.entryHeader..<Self.entryHeader + entry.length]), entry.flags)
     }
 
     /// Appends `bytes` under `key`. Failures are ignored: the cache only saves time.
@@ -155,18 +166,10 @@ public final class BlobCache: @unchecked Sendable {
         }
     }
 
-    /// Where whole entries end in the file open as `fd`, reading from `start` (0 or the end of an
+    /// Where whole entries end in the file open as `fd`, walking from `start` (0 or the end of an
     /// entry) up to `size`, and the keys of the entries found.
     private static func validEnd(fd: Int32, size: UInt64, from start: UInt64) -> (end: UInt64, keys: Set<Digest>) {
-        guard size > 0 else { return (0, []) }
-        let from = start > size ? 0 : start
-        let length = Int(size - from)
-        var bytes = [UInt8](repeating: 0, count: length)
-        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(from)) }
-        guard got == length else { return (0, []) }
-        return bytes.withUnsafeBytes { raw in
-            let (entries, end) = from == 0 ? scan(raw) : walk(raw, from: 0)
-            return (from + UInt64(end), Set(entries.keys))
-        }
+        guard let (entries, end) = scan(fd: fd, size: size, from: start > size ? 0 : start) else { return (0, []) }
+        return (end, Set(entries.keys))
     }
 }
