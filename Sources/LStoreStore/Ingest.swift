@@ -97,7 +97,8 @@ public final class Ingest: @unchecked Sendable {
 
     /// Stores `size` bytes that `read` delivers (filling its buffer completely, or returning minus
     /// its size for a full block it knows is a hole) as blocks and a file object; returns the file
-    /// object's id. Single-threaded: for streams such as tar archives.
+    /// object's id. For streams such as tar archives: one caller reads and hashes, and the new
+    /// blocks are compressed on the ingest's threads meanwhile (`finishStreams` waits for them).
     public func ingestStream(size: UInt64, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> Digest {
         try ingestData(size: size, worker: streamWorker(), read: read)
     }
@@ -125,7 +126,7 @@ public final class Ingest: @unchecked Sendable {
             }
             guard got == length else { throw IngestError.shortRead(expected: size, got: size - remaining - UInt64(length) + UInt64(max(got, 0))) }
             let id: Digest = try worker.block.withUnsafeBytes { raw in
-                try storeBlock(UnsafeRawBufferPointer(rebasing: raw[0..<length]), worker: worker)
+                try storeStreamBlock(UnsafeRawBufferPointer(rebasing: raw[0..<length]))
             }
             blocks.append(id)
             let total = done.wrappingAdd(UInt64(length), ordering: .relaxed).newValue
@@ -133,6 +134,27 @@ public final class Ingest: @unchecked Sendable {
         }
         let object = FileObject(size: size, blockSize: blockSize, blocks: blocks).encoded()
         return try object.withUnsafeBytes { try store(.file, $0, worker: worker) }
+    }
+
+    /// Compresses the new blocks of streamed files; made on first use.
+    private var streamBlocks: BlockPipeline?
+
+    /// `storeBlock` for a streamed file's block: hashed here, compressed and stored by
+    /// `streamBlocks`.
+    private func storeStreamBlock(_ bytes: UnsafeRawBufferPointer) throws -> Digest {
+        if bytes.count == blockSize && isAllZero(bytes) { return .zero }
+        let id = sha256(bytes)
+        if writer.claim(id, kind: .block) {
+            if streamBlocks == nil { streamBlocks = BlockPipeline(writer: writer, workers: try (0..<threads).map { _ in try makeWorker() }) }
+            try streamBlocks!.add(id, bytes)
+        }
+        return id
+    }
+
+    /// Waits until every block of the files `ingestStream` and `ingestBlocks` stored is written;
+    /// throws the first failure. `storeTree` calls it.
+    public func finishStreams() throws {
+        try streamBlocks?.finish()
     }
 
     /// Stores one block unless present (an all-zero full block is a hole); returns its id.
@@ -154,7 +176,8 @@ public final class Ingest: @unchecked Sendable {
     }
 
     /// Stores a file of `size` bytes whose blocks, already cut at the store's block size, `produce`
-    /// hands to its argument in order; returns the file object's id. Single-threaded.
+    /// hands to its argument in order; returns the file object's id. Called from one thread; the
+    /// new blocks are compressed as for `ingestStream`.
     public func ingestBlocks(size: UInt64, _ produce: ((Block) throws -> Void) throws -> Void) throws -> Digest {
         let worker = try streamWorker()
         var blocks: [Digest] = []
@@ -167,7 +190,7 @@ public final class Ingest: @unchecked Sendable {
                 blocks.append(.zero)
             case .data(let bytes):
                 guard bytes.count == expected, expected > 0 else { throw IngestError.shortRead(expected: size, got: offset + UInt64(bytes.count)) }
-                blocks.append(try storeBlock(bytes, worker: worker))
+                blocks.append(try storeStreamBlock(bytes))
             }
             offset += UInt64(expected)
         }
@@ -188,6 +211,7 @@ public final class Ingest: @unchecked Sendable {
     /// Stores the tree objects of `root` (whose files are ingested), bottom up; returns the root
     /// tree's id and what the tree holds.
     public func storeTree(_ root: Node) throws -> (Digest, TreeStats) {
+        try finishStreams()
         guard case .directory = root.content else { throw IngestError.rootNotDirectory }
         let worker = try streamWorker()
         var stats = TreeStats()
@@ -266,6 +290,50 @@ func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offse
     return total
 }
 
+
+/// The new blocks of files one thread reads (a tar archive, an image), compressed and added to the
+/// store on a worker each while that thread reads on. At most one block per worker is in flight.
+final class BlockPipeline: @unchecked Sendable {
+    private let writer: StoreWriter
+    private let idle: Locked<[Ingest.Worker]>
+    private let failure = Locked<Error?>(nil)
+    private let slots: DispatchSemaphore
+    private let group = DispatchGroup()
+
+    init(writer: StoreWriter, workers: [Ingest.Worker]) {
+        self.writer = writer
+        idle = Locked(workers)
+        slots = DispatchSemaphore(value: workers.count)
+    }
+
+    /// Stores block `id`, which the caller claimed, from a copy of `bytes`; waits while every
+    /// worker is busy. Throws a failure of an earlier block.
+    func add(_ id: Digest, _ bytes: UnsafeRawBufferPointer) throws {
+        if let error = failure.withLock({ $0 }) { throw error }
+        slots.wait()
+        let copy = Array(bytes)
+        group.enter()
+        DispatchQueue.global().async { [self] in
+            defer {
+                group.leave()
+                slots.signal()
+            }
+            let worker = idle.withLock { $0.removeLast() }
+            defer { idle.withLock { $0.append(worker) } }
+            do {
+                try copy.withUnsafeBytes { try writer.add(.block, id: id, raw: $0, compressor: worker.compressor, scratch: &worker.scratch) }
+            } catch {
+                failure.withLock { if $0 == nil { $0 = error } }
+            }
+        }
+    }
+
+    /// Waits for every block handed over; throws the first failure.
+    func finish() throws {
+        group.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+}
 
 /// Files flowing from a scan to the ingest workers: the scan goes on while data is read,
 /// hashed and compressed.
