@@ -136,15 +136,22 @@ public final class Ingest: @unchecked Sendable {
         return try object.withUnsafeBytes { try store(.file, $0, worker: worker) }
     }
 
+    /// A block's id (`.zero` for a full block of zeros: a hole) and whether this ingest is the one
+    /// to store it.
+    private func claimBlock(_ bytes: UnsafeRawBufferPointer) -> (id: Digest, claimed: Bool) {
+        if bytes.count == blockSize && isAllZero(bytes) { return (.zero, false) }
+        let id = sha256(bytes)
+        return (id, writer.claim(id, kind: .block))
+    }
+
     /// Compresses the new blocks of streamed files; made on first use.
     private var streamBlocks: BlockPipeline?
 
     /// `storeBlock` for a streamed file's block: hashed here, compressed and stored by
     /// `streamBlocks`.
     private func storeStreamBlock(_ bytes: UnsafeRawBufferPointer) throws -> Digest {
-        if bytes.count == blockSize && isAllZero(bytes) { return .zero }
-        let id = sha256(bytes)
-        if writer.claim(id, kind: .block) {
+        let (id, claimed) = claimBlock(bytes)
+        if claimed {
             if streamBlocks == nil { streamBlocks = BlockPipeline(writer: writer, workers: try (0..<threads).map { _ in try makeWorker() }) }
             try streamBlocks!.add(id, bytes)
         }
@@ -159,9 +166,8 @@ public final class Ingest: @unchecked Sendable {
 
     /// Stores one block unless present (an all-zero full block is a hole); returns its id.
     private func storeBlock(_ bytes: UnsafeRawBufferPointer, worker: Worker) throws -> Digest {
-        if bytes.count == blockSize && isAllZero(bytes) { return .zero }
-        let id = sha256(bytes)
-        if writer.claim(id, kind: .block) {
+        let (id, claimed) = claimBlock(bytes)
+        if claimed {
             try writer.add(.block, id: id, raw: bytes, compressor: worker.compressor, scratch: &worker.scratch)
         }
         return id

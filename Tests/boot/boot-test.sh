@@ -448,7 +448,7 @@ boot_partition() {
 	mkfs.ext4 -q -F -L LSTOREBOOT "$1" "$(((kernels + 1) * boot + images + 64))M"
 }
 
-# boot_staged KIND NAME PART ENTRY STAGE: mounts the boot partition PART, runs STAGE MOUNTPOINT (a
+# boot_staged KIND NAME PART ENTRY STAGE: mounts the boot partition PART, runs STAGE MOUNTPOINT KIND (a
 # function running the `lstore boot` commands; its output goes to the log), and boots exactly the
 # kernel, initrd and options of the entry loader/entries/lstore-ENTRY.conf it wrote, with PART as
 # /dev/vdd. STAGED_ENTRY is a copy of the entry. Returns 1, booting nothing, when staging failed.
@@ -459,7 +459,7 @@ boot_staged() {
 	entry=$mnt/loader/entries/lstore-$4.conf
 	STAGED_ENTRY=$WORK/logs/$name.conf
 	BOOT_SECS=0
-	if "$5" "$mnt" >"$WORK/logs/stage-$name.log" 2>&1; then
+	if "$5" "$mnt" "$kind" >"$WORK/logs/stage-$name.log" 2>&1; then
 		cp "$entry" "$STAGED_ENTRY"
 		cp "$mnt$(entry_value "$entry" linux)" "$WORK/staged-vmlinuz"
 		cp "$mnt$(entry_value "$entry" initrd)" "$WORK/staged-initrd"
@@ -490,9 +490,10 @@ case_staged() {
 	report "$kind" staged "boot ${BOOT_SECS}s$(timing "$name")"
 }
 
-# The GRUB script goes to a scratch directory, never the host's /etc/grub.d.
+# stage_staged MOUNTPOINT KIND. The GRUB script goes to a scratch directory, never the host's
+# /etc/grub.d.
 stage_staged() {
-	"$LSTORE" --store "$WORK/lstore" boot stage "staged-$kind" --as staged --boot-dir "$1" \
+	"$LSTORE" --store "$WORK/lstore" boot stage "staged-$2" --as staged --boot-dir "$1" \
 		--grub-scripts "$WORK/grub.d" --options console=ttyS0
 }
 
@@ -517,9 +518,10 @@ case_stagedstack() {
 	report "$kind" stagedstack "boot ${BOOT_SECS}s$(timing "$name")"
 }
 
+# stage_stack MOUNTPOINT KIND
 stage_stack() {
 	local stage=("$LSTORE" --store "$WORK/lstore" boot stage --boot-dir "$1" --grub-scripts "$WORK/grub.d" --options console=ttyS0)
-	"${stage[@]}" "stack-base-$kind" --as base && "${stage[@]}" "stack-gaming-$kind" --as gaming --delta-from base
+	"${stage[@]}" "stack-base-$2" --as base && "${stage[@]}" "stack-gaming-$2" --as gaming --delta-from base
 }
 
 # grub_mkconfig SCRIPTS OUT: the host's grub-mkconfig -o OUT with SCRIPTS/42_lstore as the only
