@@ -3,7 +3,7 @@
 
     hostile-client.py PORT MODE STORE
 
-STORE is a store whose first pack supplies a real object. MODE:
+STORE is a store whose first pack supplies a real block. MODE:
 
   wrong-bytes   push a real pack entry whose header names another id
   huge-frame    push an object frame that claims 2^60 bytes
@@ -32,11 +32,18 @@ def request(operation):
 
 
 def first_entry():
+    """The header and stored bytes of the first block in the first pack (spec/store.md, 7.1).
+    Writer threads may put a file object first, so the pack is walked to a block."""
     packs = sorted(p for p in os.listdir(STORE + "/packs") if p.endswith(".pack"))
     with open(STORE + "/packs/" + packs[0], "rb") as pack:
         data = pack.read()
-    stored_length = struct.unpack_from("<I", data, 16 + 8)[0]
-    return data[16:16 + 52], data[68:68 + stored_length]
+    offset = 16
+    while offset + 52 <= len(data) - 24:
+        stored_length = struct.unpack_from("<I", data, offset + 8)[0]
+        if data[offset] == 1:
+            return data[offset:offset + 52], data[offset + 52:offset + 52 + stored_length]
+        offset += 52 + stored_length
+    sys.exit("hostile-client: no block in " + packs[0])
 
 
 if MODE == "wrong-bytes":
