@@ -52,15 +52,18 @@ struct ContentFingerprint: Hashable {
 ///
 /// Placement, as mksquashfs does by default: a file of at least one block keeps its tail as a short
 /// block, so a store's compressed tail block is copied like any other; a file smaller than a block
-/// goes into a fragment. Fragments are filled in data order, and a fragment is closed early, once
-/// it is at least half full, after a file whose length `closesFragment` picks: the cut points
-/// depend on the files near them only, so two layers that share a run of small files share the
-/// fragment blocks of that run, and a `FragmentCache` gives their compressed bytes back.
+/// goes into a fragment, unless the source has it compressed as the image wants it in at least
+/// `ownBlockMinimum` bytes (`ownsBlock`): then it is copied as a short block of its own.
+/// Fragments are filled in data order, and a fragment is closed early, once it is at least half
+/// full, after a file whose length `closesFragment` picks: the cut points depend on the files near
+/// them only, so two layers that share a run of small files share the fragment blocks of that run,
+/// and a `FragmentCache` gives their compressed bytes back.
 ///
 /// Work is cut into batches of bounded size in the order of the data; a batch is compressed on
 /// every worker while the next one is read, and written in order. What lands where depends only
 /// on the order of the data, never on timing or the number of threads, so the output is the same
-/// at any thread count. At most three batches are held at once.
+/// at any thread count. At most `batchesInFlight` batches are compressed at once, with one more
+/// being assembled.
 final class DataWriter {
     enum Job: Sendable {
         /// A full block of file number `file`.
@@ -100,8 +103,14 @@ final class DataWriter {
         case tail(SourceBlock)
     }
 
+    /// A file smaller than a block whose stored block is already compressed as the image wants it
+    /// and at least this long is copied as a block of its own rather than packed into a fragment.
+    static let ownBlockMinimum = 4096
     private static let batchBytes = 16 << 20
     private static let batchJobs = 1 << 16
+    /// Batches compressed at once: the one being written and the one after it (more measured no
+    /// faster on two cores).
+    static let batchesInFlight = 2
 
     let output: OutputFile
     let spec: CompressionSpec
@@ -112,12 +121,13 @@ final class DataWriter {
     private(set) var fragmentEntries: [(start: UInt64, size: UInt32)] = []
     private(set) var statistics = DataStatistics()
 
-    /// Two sets of workers: the batch being compressed and the one after it may overlap.
+    /// One set of workers per batch in flight, used in turn.
     private let workerSets: [[Worker]]
     private var batchCount = 0
     private var assembling: [Job] = []
     private var assemblingCost = 0
-    private var inFlight: Batch?
+    /// Batches being compressed, oldest first: at most `batchesInFlight`.
+    private var inFlight: [Batch] = []
     /// The open fragment block: the pieces packed so far and their length.
     private var fragmentPieces: [SourceBlock] = []
     private var fragmentFill = 0
@@ -136,7 +146,7 @@ final class DataWriter {
         self.blockSize = blockSize
         self.cache = cache
         layouts = Array(repeating: FileLayout(), count: fileCount)
-        workerSets = try (0..<2).map { _ in
+        workerSets = try (0..<Self.batchesInFlight).map { _ in
             try (0..<max(threads, 1)).map { _ in try Worker(spec: spec, blockSize: blockSize) }
         }
     }
@@ -174,8 +184,8 @@ final class DataWriter {
             }
             let isTail = delivered == fullBlocks
             let expected = isTail ? tailLength : blockSize
-            // Only a file smaller than a block goes into a fragment.
-            let isFragment = isTail && fullBlocks == 0
+            // Only a file smaller than a block goes into a fragment, and not one that stands alone.
+            let isFragment = isTail && fullBlocks == 0 && !Self.ownsBlock(piece, spec: spec)
             switch piece {
             case .hole, .zeros:
                 guard !isTail else {
@@ -245,9 +255,8 @@ final class DataWriter {
             queueSealedFragments()
             if !assembling.isEmpty {
                 try submit()
-            } else if let batch = inFlight {
-                inFlight = nil
-                try write(batch)
+            } else if !inFlight.isEmpty {
+                try write(inFlight.removeFirst())
             } else if !fragmentPieces.isEmpty {
                 sealFragment()
                 queueSealedFragments()
@@ -260,8 +269,8 @@ final class DataWriter {
 
     /// Waits for the batch still being compressed, if any (after an error).
     func abandon() {
-        inFlight?.done.wait()
-        inFlight = nil
+        for batch in inFlight { batch.done.wait() }
+        inFlight = []
     }
 
     private func enqueue(_ job: Job) throws {
@@ -270,19 +279,18 @@ final class DataWriter {
         if assemblingCost >= Self.batchBytes || assembling.count >= Self.batchJobs { try submit() }
     }
 
-    /// Starts compressing the assembled batch, then writes the one before it.
+    /// Starts compressing the assembled batch; once `batchesInFlight` are, writes the oldest.
     private func submit() throws {
         let next = start(assembling)
         assembling = []
         assemblingCost = 0
-        let previous = inFlight
-        inFlight = next
-        if let previous { try write(previous) }
+        inFlight.append(next)
+        if inFlight.count == Self.batchesInFlight { try write(inFlight.removeFirst()) }
     }
 
     private func start(_ jobs: [Job]) -> Batch {
         let batch = Batch(jobs: jobs)
-        let workers = workerSets[batchCount % 2]
+        let workers = workerSets[batchCount % Self.batchesInFlight]
         batchCount += 1
         let threads = min(workers.count, jobs.count)
         DispatchQueue.global().async {
@@ -379,6 +387,17 @@ final class DataWriter {
         sealedFragments += 1
         fragmentPieces = []
         fragmentFill = 0
+    }
+
+    /// Whether a file smaller than a block, delivered as `piece`, is copied as a block of its own
+    /// rather than packed into a fragment: when the source has it compressed with the image's codec
+    /// and level (so it is copied, not compressed) in at least `ownBlockMinimum` bytes. Packing such
+    /// a file gains little, since it holds enough of its own to compress well, and compressing it
+    /// again into a fragment is most of what a checkout would cost (spec/squashfs.md §4.1).
+    static func ownsBlock(_ piece: SourceBlock, spec: CompressionSpec) -> Bool {
+        guard case .stored(let stored) = piece else { return false }
+        return stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength
+            && stored.bytes.count >= ownBlockMinimum
     }
 
     /// Whether a fragment at least half full is closed after a file of `length` bytes: for one

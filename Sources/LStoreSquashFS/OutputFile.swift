@@ -4,9 +4,10 @@ import LStoreTree
 import Glibc
 #endif
 
-/// The image file being written: appends go through a buffer, so small blocks cost few system
-/// calls, and full buffers are written by a thread of their own, so that the writer goes on
-/// reading and ordering blocks meanwhile; the superblock is written in place at the end.
+/// The image file being written: appended arrays are gathered, up to 1 MiB or 1024 of them, and
+/// written with one `pwritev` by a thread of their own, so that small blocks cost few system calls,
+/// no byte is copied on the way, and the writer goes on reading and ordering blocks meanwhile; the
+/// superblock is written in place at the end.
 ///
 /// A failed write is reported by the next `append`, `flush` or `finish`. The file descriptor must
 /// stay open until `finish` returns or the `OutputFile` is gone: `deinit` waits for the writes.
@@ -15,9 +16,11 @@ final class OutputFile {
     let display: String
     /// The image offset of the next appended byte.
     private(set) var offset: UInt64
-    /// Appended bytes not yet handed over: they belong at `offset - buffer.count`.
-    private var buffer: [UInt8] = []
-    private static let bufferSize = 1 << 20
+    /// Appended arrays not yet handed over, in order: they belong at `offset - pendingBytes`. They
+    /// are written as they are, with one `pwritev` per batch, never copied into a buffer.
+    private var pending: [[UInt8]] = []
+    private var pendingBytes = 0
+    private static let handOverBytes = 1 << 20
     /// Buffers handed over and not yet written, at most.
     private static let buffersInFlight = 8
 
@@ -29,27 +32,24 @@ final class OutputFile {
         self.fd = fd
         self.display = display
         self.offset = offset
-        buffer.reserveCapacity(Self.bufferSize)
     }
 
     deinit { queue.sync {} }
 
     func append(_ bytes: [UInt8]) throws {
-        if buffer.count + bytes.count > Self.bufferSize || bytes.count >= Self.bufferSize / 4 { try flush() }
-        if bytes.count >= Self.bufferSize / 4 {
-            try handOver(bytes, at: offset)
-        } else {
-            buffer.append(contentsOf: bytes)
-        }
+        guard !bytes.isEmpty else { return }
+        pending.append(bytes)
+        pendingBytes += bytes.count
         offset += UInt64(bytes.count)
+        if pendingBytes >= Self.handOverBytes || pending.count >= Self.maximumPieces { try flush() }
     }
 
-    /// Hands the buffered bytes to the writing thread.
+    /// Hands the appended bytes to the writing thread.
     func flush() throws {
-        guard !buffer.isEmpty else { return try check() }
-        try handOver(buffer, at: offset - UInt64(buffer.count))
-        buffer = []
-        buffer.reserveCapacity(Self.bufferSize)
+        guard !pending.isEmpty else { return try check() }
+        try handOver(pending, at: offset - UInt64(pendingBytes))
+        pending = []
+        pendingBytes = 0
     }
 
     /// Writes everything appended and waits for it.
@@ -62,34 +62,58 @@ final class OutputFile {
     /// Writes `bytes` at `position`, outside the append stream (the superblock), after every append.
     func write(_ bytes: [UInt8], at position: UInt64) throws {
         try finish()
-        try bytes.withUnsafeBytes { try Self.writeAll($0, at: position, fd: fd, display: display) }
+        try Self.writeAll([bytes], at: position, fd: fd, display: display)
     }
 
     private func check() throws {
         if let error = failure.withLock({ $0 }) { throw error }
     }
 
-    private func handOver(_ bytes: [UInt8], at position: UInt64) throws {
+    private func handOver(_ pieces: [[UInt8]], at position: UInt64) throws {
         try check()
         slots.wait()
         queue.async { [fd, display, slots, failure] in
             defer { slots.signal() }
             guard failure.withLock({ $0 == nil }) else { return }
             do {
-                try bytes.withUnsafeBytes { try Self.writeAll($0, at: position, fd: fd, display: display) }
+                try Self.writeAll(pieces, at: position, fd: fd, display: display)
             } catch {
                 failure.withLock { $0 = error }
             }
         }
     }
 
-    private static func writeAll(_ bytes: UnsafeRawBufferPointer, at position: UInt64, fd: Int32, display: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = try systemCall("write", path: display) {
-                pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(position) + off_t(done))
+    /// Pieces per `pwritev` (Linux's `IOV_MAX`).
+    private static let maximumPieces = 1024
+
+    /// Writes `pieces` one after the other from `position`, resuming after short writes.
+    private static func writeAll(_ pieces: [[UInt8]], at position: UInt64, fd: Int32, display: String) throws {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(pieces.count)
+        var total = 0
+        for piece in pieces {
+            // The arrays are kept alive by `pieces` until the writes are done.
+            piece.withUnsafeBytes { vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)) }
+            total += piece.count
+        }
+        var done = 0, first = 0
+        while done < total {
+            let n = try vectors.withUnsafeMutableBufferPointer { buffer in
+                try systemCall("write", path: display) {
+                    pwritev(fd, buffer.baseAddress! + first, Int32(buffer.count - first), off_t(position) + off_t(done))
+                }
             }
             done += n
+            // Skip what was written: whole pieces, then part of one.
+            var left = n
+            while left > 0 && left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base += left
+                vectors[first].iov_len -= left
+            }
         }
     }
 }
