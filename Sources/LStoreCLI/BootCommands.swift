@@ -209,8 +209,7 @@ extension BootCommand {
                     try removeTree(directory)
                     try makeDirectories(directory)
                 }
-                let imageOptions = try self.imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize,
-                                                                         time: commit.time)
+                let imageOptions = try self.imageOptions.squashFSOptions(store: store, time: commit.time)
                 try writeImage(bootRoot, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
                                display: layout.image(name))
                 try syncPath(staging + "/image.sfs")

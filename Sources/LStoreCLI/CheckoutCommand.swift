@@ -56,8 +56,7 @@ struct CheckoutCommand: ParsableCommand {
         let bar = ProgressBar("checking out", total: commit.entries, bytes: false)
         defer { bar.finish() }
         if let squashfs {
-            var options = try imageOptions.squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: commit.time)
-            if !imageOptions.noFragmentCache { options.fragmentCache = StoreFragmentCache(cache: store.openFragmentCache()) }
+            let options = try imageOptions.squashFSOptions(store: store, time: commit.time)
             let result = try writeImage(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
             bar.finish()
             if output.json { try printJSON(imageSummary(result, path: squashfs, options: options)) }

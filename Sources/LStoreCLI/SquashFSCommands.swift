@@ -24,8 +24,11 @@ struct StoreBlockSource: BlockSource {
                     continue
                 }
                 let stored = try store.storedBlock(block, scratch: &scratch)
-                try body(.stored(StoredBlock(bytes: stored.bytes, spec: CompressionSpec(codec: stored.codec, level: stored.level),
-                                             rawLength: stored.rawLength, digest: block)))
+                let tried = stored.codec == .none && stored.triedCodec != .none
+                    ? CompressionSpec(codec: stored.triedCodec, level: stored.level) : nil
+                let spec = CompressionSpec(codec: stored.codec, level: stored.codec == .none ? 0 : stored.level)
+                try body(.stored(StoredBlock(bytes: stored.bytes, spec: spec,
+                                             rawLength: stored.rawLength, digest: block, notSmallerWith: tried)))
             }
             return
         }
@@ -91,7 +94,7 @@ struct ImageOptions: ParsableArguments {
     @Option(help: "Compression threads (default: every core).")
     var threads: Int?
 
-    @Flag(name: .customLong("no-fragment-cache"), help: "checkout: compress every fragment block, neither using nor filling the store's cache.")
+    @Flag(name: .customLong("no-fragment-cache"), help: "checkout, boot stage: compress every fragment block, neither using nor filling the store's cache.")
     var noFragmentCache = false
 
     /// The writer's options, defaulting to `compression` and `blockSize` (the store's).
@@ -107,6 +110,21 @@ struct ImageOptions: ParsableArguments {
         if let mkfsTime { seconds = Int64(mkfsTime) }
         return SquashFSOptions(compression: spec, blockSize: size, modificationTime: UInt32(clamping: max(0, seconds)),
                                threads: threads ?? availableCores())
+    }
+}
+
+extension ImageOptions {
+    /// The writer's options for an image of a commit in `store`: the store's codec, level and block
+    /// size unless given, its fragment cache unless `--no-fragment-cache`, and, when the image's
+    /// settings are the store's (direct materialisation), small files that compress to 4 KiB or
+    /// more as blocks of their own, so that their stored blocks are copied (spec/squashfs.md §4).
+    func squashFSOptions(store: Store, time: Int64) throws -> SquashFSOptions {
+        var options = try squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: time)
+        if !noFragmentCache { options.fragmentCache = StoreFragmentCache(cache: store.openFragmentCache()) }
+        if options.compression == store.compression && options.blockSize == store.blockSize {
+            options.ownBlockMinimum = 4096
+        }
+        return options
     }
 }
 
@@ -136,7 +154,7 @@ func imageSummary(_ result: SquashFSWriteResult, path: String, options: SquashFS
         "image": path, "bytes": result.bytesUsed, "compression": "\(options.compression)", "blockSize": options.blockSize,
         "inodes": result.inodeCount, "blocks": data.blocks, "holes": data.holes, "copiedBlocks": data.copied,
         "recompressedBlocks": data.recompressed, "fragments": data.fragments, "cachedFragments": data.cachedFragments,
-        "duplicateFiles": data.duplicates, "uncompressedBlocks": data.uncompressed,
+        "duplicateFiles": data.duplicates, "uncompressedBlocks": data.uncompressed, "ownBlockFiles": data.ownBlocks,
     ]
 }
 

@@ -32,12 +32,18 @@ public struct StoredBlock: Sendable {
     /// The SHA-256 of the raw bytes, when the source knows it (a store does: it is the block's id).
     /// It lets a `FragmentCache` recognise a fragment without decompressing what it packs.
     public var digest: Digest?
+    /// For a raw block (codec `.none`): the codec and level the source tried and found did not
+    /// make it smaller, when it knows (a store does). When they are the image's, the writer stores
+    /// the block raw without trying again: the answer would be the same.
+    public var notSmallerWith: CompressionSpec?
 
-    public init(bytes: [UInt8], spec: CompressionSpec, rawLength: Int, digest: Digest? = nil) {
+    public init(bytes: [UInt8], spec: CompressionSpec, rawLength: Int, digest: Digest? = nil,
+                notSmallerWith: CompressionSpec? = nil) {
         self.bytes = bytes
         self.spec = spec
         self.rawLength = rawLength
         self.digest = digest
+        self.notSmallerWith = notSmallerWith
     }
 }
 

@@ -33,6 +33,9 @@ public struct DataStatistics: Sendable, Equatable {
     public var uncompressed = 0
     /// Files found to hold the same bytes as an earlier file, sharing its data.
     public var duplicates = 0
+    /// Files smaller than a block written as a block of their own (`SquashFSOptions.ownBlockMinimum`),
+    /// counted in `blocks` too.
+    public var ownBlocks = 0
 }
 
 struct ContentFingerprint: Hashable {
@@ -52,8 +55,9 @@ struct ContentFingerprint: Hashable {
 ///
 /// Placement, as mksquashfs does by default: a file of at least one block keeps its tail as a short
 /// block, so a store's compressed tail block is copied like any other; a file smaller than a block
-/// goes into a fragment, unless the source has it compressed as the image wants it in at least
-/// `ownBlockMinimum` bytes (`ownsBlock`): then it is copied as a short block of its own.
+/// goes into a fragment, unless `ownBlockMinimum` is set and its stored form (compressed, or raw
+/// when compression does not pay) has at least that many bytes: then it is a short block of its
+/// own, copied as the source has it when that is the image's codec and level.
 /// Fragments are filled in data order, and a fragment is closed early, once it is at least half
 /// full, after a file whose length `closesFragment` picks: the cut points depend on the files near
 /// them only, so two layers that share a run of small files share the fragment blocks of that run,
@@ -68,7 +72,8 @@ final class DataWriter {
     enum Job: Sendable {
         /// A full block of file number `file`.
         case block(file: Int, SourceBlock)
-        /// File number `file`, smaller than a block, `length` bytes long: to be packed into a fragment.
+        /// File number `file`, smaller than a block, `length` bytes long: to be packed into a
+        /// fragment, or, with `ownBlockMinimum`, perhaps to be a block of its own.
         case tail(file: Int, SourceBlock, length: Int)
         /// Fragment block `index`: the files packed into it, to be joined and compressed; `key`
         /// names it in the fragment cache.
@@ -103,9 +108,6 @@ final class DataWriter {
         case tail(SourceBlock)
     }
 
-    /// A file smaller than a block whose stored block is already compressed as the image wants it
-    /// and at least this long is copied as a block of its own rather than packed into a fragment.
-    static let ownBlockMinimum = 4096
     private static let batchBytes = 16 << 20
     private static let batchJobs = 1 << 16
     /// Batches compressed at once: the one being written and the one after it (more measured no
@@ -116,10 +118,13 @@ final class DataWriter {
     let spec: CompressionSpec
     let blockSize: Int
     let cache: (any FragmentCache)?
+    let ownBlockMinimum: Int?
     private(set) var layouts: [FileLayout]
     /// Each fragment block's offset and stored size (bit 24 set when raw), by index.
     private(set) var fragmentEntries: [(start: UInt64, size: UInt32)] = []
     private(set) var statistics = DataStatistics()
+    /// Files numbered below this have their data placed for good: their layouts are final.
+    private(set) var placedFiles = 0
 
     /// One set of workers per batch in flight, used in turn.
     private let workerSets: [[Worker]]
@@ -140,14 +145,17 @@ final class DataWriter {
     private let hasher = XXH3.Hasher128()
 
     init(output: OutputFile, spec: CompressionSpec, blockSize: Int, threads: Int, fileCount: Int,
-         cache: (any FragmentCache)? = nil) throws {
+         cache: (any FragmentCache)? = nil, ownBlockMinimum: Int? = nil) throws {
         self.output = output
         self.spec = spec
         self.blockSize = blockSize
         self.cache = cache
+        self.ownBlockMinimum = spec.codec == .none ? nil : ownBlockMinimum
         layouts = Array(repeating: FileLayout(), count: fileCount)
         workerSets = try (0..<Self.batchesInFlight).map { _ in
-            try (0..<max(threads, 1)).map { _ in try Worker(spec: spec, blockSize: blockSize) }
+            try (0..<max(threads, 1)).map { _ in
+                try Worker(spec: spec, blockSize: blockSize, ownBlockMinimum: spec.codec == .none ? nil : ownBlockMinimum)
+            }
         }
     }
 
@@ -184,8 +192,9 @@ final class DataWriter {
             }
             let isTail = delivered == fullBlocks
             let expected = isTail ? tailLength : blockSize
-            // Only a file smaller than a block goes into a fragment, and not one that stands alone.
-            let isFragment = isTail && fullBlocks == 0 && !Self.ownsBlock(piece, spec: spec)
+            // Only a file smaller than a block goes into a fragment (or, when its worker says so,
+            // into a block of its own).
+            let isFragment = isTail && fullBlocks == 0
             switch piece {
             case .hole, .zeros:
                 guard !isTail else {
@@ -264,6 +273,7 @@ final class DataWriter {
                 break
             }
         }
+        placedFiles = layouts.count
         try output.flush()
     }
 
@@ -317,6 +327,13 @@ final class DataWriter {
     private func write(_ batch: Batch) throws {
         batch.done.wait()
         if let error = batch.failure.withLock({ $0 }) { throw error }
+        defer {
+            // Jobs come in file order: every file before the last one met here is complete.
+            for job in batch.jobs.reversed() {
+                if case .block(let file, _) = job { placedFiles = max(placedFiles, file); break }
+                if case .tail(let file, _, _) = job { placedFiles = max(placedFiles, file); break }
+            }
+        }
         for (index, job) in batch.jobs.enumerated() {
             guard let result = batch.results[index] else { preconditionFailure("a job of a finished batch has no result") }
             switch (job, result) {
@@ -336,6 +353,17 @@ final class DataWriter {
                 layouts[file].sizes.append(UInt32(bytes.count) | (compressed ? 0 : Format.dataUncompressed))
                 try output.append(bytes)
                 statistics.blocks += 1
+                if copied { statistics.copied += 1 }
+                if recompressed { statistics.recompressed += 1 }
+                if !compressed { statistics.uncompressed += 1 }
+            case (.tail(let file, _, _), .data(let bytes, let compressed, let copied, let recompressed)):
+                // A small file that is a block of its own.
+                layouts[file].start = output.offset
+                layouts[file].started = true
+                layouts[file].sizes = [UInt32(bytes.count) | (compressed ? 0 : Format.dataUncompressed)]
+                try output.append(bytes)
+                statistics.blocks += 1
+                statistics.ownBlocks += 1
                 if copied { statistics.copied += 1 }
                 if recompressed { statistics.recompressed += 1 }
                 if !compressed { statistics.uncompressed += 1 }
@@ -389,17 +417,6 @@ final class DataWriter {
         fragmentFill = 0
     }
 
-    /// Whether a file smaller than a block, delivered as `piece`, is copied as a block of its own
-    /// rather than packed into a fragment: when the source has it compressed with the image's codec
-    /// and level (so it is copied, not compressed) in at least `ownBlockMinimum` bytes. Packing such
-    /// a file gains little, since it holds enough of its own to compress well, and compressing it
-    /// again into a fragment is most of what a checkout would cost (spec/squashfs.md §4.1).
-    static func ownsBlock(_ piece: SourceBlock, spec: CompressionSpec) -> Bool {
-        guard case .stored(let stored) = piece else { return false }
-        return stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength
-            && stored.bytes.count >= ownBlockMinimum
-    }
-
     /// Whether a fragment at least half full is closed after a file of `length` bytes: for one
     /// length in four, picked by the SplitMix64 finaliser of the length (spec/squashfs.md).
     static func closesFragment(length: Int) -> Bool {
@@ -449,13 +466,15 @@ private final class Batch: @unchecked Sendable {
 private final class Worker: @unchecked Sendable {
     let spec: CompressionSpec
     let blockSize: Int
+    let ownBlockMinimum: Int?
     let compressor: Compressor
     private var decompressors: [Codec: Decompressor] = [:]
     private var scratch: [UInt8] = []
 
-    init(spec: CompressionSpec, blockSize: Int) throws {
+    init(spec: CompressionSpec, blockSize: Int, ownBlockMinimum: Int?) throws {
         self.spec = spec
         self.blockSize = blockSize
+        self.ownBlockMinimum = ownBlockMinimum
         compressor = try Compressor(spec)
     }
 
@@ -471,11 +490,15 @@ private final class Worker: @unchecked Sendable {
             if stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength {
                 return .data(stored.bytes, compressed: true, copied: true, recompressed: false)
             }
+            if stored.isKnownNotSmaller(with: spec) && !(stored.rawLength == blockSize && stored.bytes.withUnsafeBytes(isAllZero)) {
+                return .data(stored.bytes, compressed: false, copied: true, recompressed: false)
+            }
             let raw = try decompress(stored)
             return try compress(raw, detectHole: true, recompressed: stored.spec.codec != .none)
         case .tail(_, let block, let length):
             if case .hole = block { return .tail(.raw([UInt8](repeating: 0, count: length))) }
-            return .tail(block)
+            guard let minimum = ownBlockMinimum else { return .tail(block) }
+            return try ownBlockOrTail(block, minimum: minimum)
         case .fragment(_, let pieces, _):
             var bytes: [UInt8] = []
             bytes.reserveCapacity(blockSize)
@@ -490,6 +513,33 @@ private final class Worker: @unchecked Sendable {
         case .cachedFragment(_, let cached):
             return .data(cached.bytes, compressed: cached.compressed, copied: true, recompressed: false)
         }
+    }
+
+    /// A small file as a block of its own when its stored form at the image's codec and level has at
+    /// least `minimum` bytes, else as a piece for a fragment. A block stored with the image's codec
+    /// and level gives its size without being compressed again; any other is compressed to learn it,
+    /// so the answer depends on the data and the settings only, not on how the source held it.
+    private func ownBlockOrTail(_ block: SourceBlock, minimum: Int) throws -> DataWriter.Output {
+        let raw: [UInt8]
+        switch block {
+        case .stored(let stored) where stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength:
+            guard stored.bytes.count >= minimum else { return .tail(block) }
+            return .data(stored.bytes, compressed: true, copied: true, recompressed: false)
+        case .stored(let stored) where stored.isKnownNotSmaller(with: spec):
+            guard stored.bytes.count >= minimum else { return .tail(block) }
+            return .data(stored.bytes, compressed: false, copied: true, recompressed: false)
+        case .stored(let stored):
+            raw = try decompress(stored)
+        case .raw(let bytes):
+            raw = bytes
+        case .hole, .zeros:
+            preconditionFailure("a hole for a small file")
+        }
+        var recompressed = false
+        if case .stored(let stored) = block { recompressed = stored.spec.codec != .none }
+        let output = try compress(raw, detectHole: false, recompressed: recompressed)
+        guard case .data(let bytes, _, _, _) = output, bytes.count >= minimum else { return .tail(.raw(raw)) }
+        return output
     }
 
     private func compress(_ bytes: [UInt8], detectHole: Bool, recompressed: Bool) throws -> DataWriter.Output {
@@ -526,6 +576,14 @@ private final class Worker: @unchecked Sendable {
             }
             count = length
         }
+    }
+}
+
+extension StoredBlock {
+    /// Whether these are raw bytes that `spec` was found not to make smaller, so that compressing
+    /// them with it again would only find the same.
+    func isKnownNotSmaller(with spec: CompressionSpec) -> Bool {
+        self.spec.codec == .none && spec.codec != .none && notSmallerWith == spec && bytes.count == rawLength
     }
 }
 

@@ -23,6 +23,13 @@ public struct SquashFSOptions: Sendable {
     /// Where compressed fragment blocks are looked up before being compressed, and saved after.
     /// The image is the same with or without one.
     public var fragmentCache: (any FragmentCache)?
+    /// When set, a file smaller than a block whose stored form (compressed with the image's codec
+    /// and level, or raw when that does not make it smaller) has at least this many bytes is a
+    /// short block of its own instead of a piece of a fragment. nil (the default) packs every small
+    /// file into fragments, as mksquashfs does. lstore's checkout sets 4096 when the image's codec,
+    /// level and block size are its store's, whose stored blocks it then copies without compressing
+    /// (spec/squashfs.md §4).
+    public var ownBlockMinimum: Int?
 
     public init(compression: CompressionSpec, blockSize: Int = 128 << 10, modificationTime: UInt32 = 0,
                 threads: Int = processorCount, exportTable: Bool = true, deduplicate: Bool = true) {
@@ -215,17 +222,11 @@ struct ImageJob {
     let output: OutputFile
     let compressor: Compressor
     var superblock = Superblock()
-    var report = SquashFSReport()
-    var ids = IdTableWriter()
-    let xattrs: XattrTableWriter
-    var references: [MetadataReference] = []
-    var inodeTypes: [String: Int] = [:]
 
     init(options: SquashFSOptions, plan: TreePlan, fd: Int32, display: String) throws {
         self.options = options
         self.plan = plan
         compressor = try Compressor(options.compression)
-        xattrs = XattrTableWriter(compressor: compressor)
         output = OutputFile(fd: fd, display: display, offset: UInt64(Format.superblockSize))
     }
 
@@ -248,13 +249,17 @@ struct ImageJob {
             try output.append(block.bytes)
         }
 
-        // Data and fragments.
+        // Data and fragments. The inodes and directories are encoded on a queue of their own as
+        // the files' data is placed, children before parents, overlapping the data's compression.
         let data = try DataWriter(output: output, spec: spec, blockSize: options.blockSize,
                                   threads: options.threads, fileCount: plan.files.count,
-                                  cache: options.fragmentCache)
+                                  cache: options.fragmentCache, ownBlockMinimum: options.ownBlockMinimum)
         defer { data.abandon() }
+        let encoder = try InodeEncoder(plan: plan, compression: spec)
+        defer { encoder.wait() }
         var firstWithContent: [ContentKey: Int] = [:]
         var duplicateOf = [Int](repeating: -1, count: plan.files.count)
+        var handedOver = 0
         for (file, inodeIndex) in plan.files.enumerated() {
             let inode = plan.inodes[inodeIndex]
             guard case .regular(let regular) = inode.node.content, regular.size > 0 else { continue }
@@ -271,28 +276,16 @@ struct ImageJob {
                                           deduplicate: options.deduplicate) {
                 duplicateOf[file] = earlier
             }
+            if data.placedFiles >= handedOver + InodeEncoder.filesPerHandOver {
+                encoder.encode(layouts: data.layouts[handedOver..<data.placedFiles], duplicateOf: duplicateOf[handedOver..<data.placedFiles])
+                handedOver = data.placedFiles
+            }
         }
         try data.finish()
         if options.deduplicate { superblock.flags |= Format.Flag.duplicates }
-
-        // Inodes and directories, children before parents.
-        let inodeTable = MetadataWriter(compressor: compressor)
-        let directoryTable = MetadataWriter(compressor: compressor)
-        references.reserveCapacity(plan.inodes.count)
-        for index in plan.inodes.indices {
-            let layout: FileLayout? = plan.inodes[index].file >= 0
-                ? data.layouts[duplicateOf[plan.inodes[index].file] >= 0
-                    ? duplicateOf[plan.inodes[index].file] : plan.inodes[index].file]
-                : nil
-            let bytes = try encodeInode(index, layout: layout, directoryTable: directoryTable)
-            references.append(inodeTable.position)
-            if let type = InodeType(rawValue: UInt16(bytes[0]) | UInt16(bytes[1]) << 8) {
-                inodeTypes["\(type)", default: 0] += 1
-            }
-            try inodeTable.append(bytes)
-        }
-        try inodeTable.finish()
-        try directoryTable.finish()
+        encoder.encode(layouts: data.layouts[handedOver...], duplicateOf: duplicateOf[handedOver...])
+        let (inodeTable, directoryTable) = try encoder.finish()
+        let references = encoder.references, ids = encoder.ids, xattrs = encoder.xattrs
         let rootReference = references[references.count - 1]
         superblock.rootInode = rootReference.raw
 
@@ -348,8 +341,8 @@ struct ImageJob {
         let fileSize = (output.offset + UInt64(Format.padding) - 1) / UInt64(Format.padding) * UInt64(Format.padding)
         try output.write(superblock.encoded(), at: 0)
         try systemCall("ftruncate", path: output.display) { ftruncate(output.fd, off_t(fileSize)) }
-        return SquashFSWriteResult(report: report, bytesUsed: superblock.bytesUsed, fileSize: fileSize,
-                                   inodeCount: plan.inodes.count, inodeTypes: inodeTypes, data: data.statistics)
+        return SquashFSWriteResult(report: encoder.report, bytesUsed: superblock.bytesUsed, fileSize: fileSize,
+                                   inodeCount: plan.inodes.count, inodeTypes: encoder.inodeTypes, data: data.statistics)
     }
 
     /// The compressor options payload, when one is written.
@@ -380,162 +373,6 @@ struct ImageJob {
         let start = output.offset
         try output.append(table.index)
         return start
-    }
-
-    // MARK: - Inodes
-
-    private mutating func encodeInode(_ index: Int, layout: FileLayout?, directoryTable: MetadataWriter) throws -> [UInt8] {
-        let inode = plan.inodes[index]
-        let metadata = inode.node.metadata
-        let path = inode.path
-        let time = metadata.mtime
-        var seconds = time.seconds
-        if time.nanoseconds != 0 { report.note(.subsecondMtime, path: path, detail: "mtime \(time)") }
-        if seconds < 0 {
-            report.note(.mtimeBefore1970, path: path, detail: "mtime \(time)")
-            seconds = 0
-        } else if seconds > Int64(UInt32.max) {
-            report.note(.mtimeAfter2106, path: path, detail: "mtime \(time)")
-            seconds = Int64(UInt32.max)
-        }
-        var kept: [Xattr] = []
-        for xattr in metadata.xattrs {
-            if XattrTableWriter.split(xattr.name) != nil {
-                kept.append(xattr)
-            } else {
-                report.note(.xattrNamespace, path: path, detail: xattr.name.printable)
-            }
-        }
-        let xattr = kept.isEmpty ? Format.noXattr : try xattrs.id(for: kept)
-        let hasXattrs = xattr != Format.noXattr
-
-        var header = InodeHeader(type: .directory, permissions: metadata.permissions & 0o7777,
-                                 uid: try ids.index(of: metadata.uid), gid: try ids.index(of: metadata.gid),
-                                 mtime: UInt32(seconds), number: UInt32(index + 1))
-        var out = LittleEndianWriter(capacity: 64)
-        let display = "/" + path.printable
-
-        switch inode.node.content {
-        case .directory:
-            var entries: [ListingEntry] = []
-            entries.reserveCapacity(inode.children.count)
-            for child in inode.children {
-                let childIndex = plan.indexOf[ObjectIdentifier(child)]!
-                entries.append(ListingEntry(name: child.name, number: UInt32(childIndex + 1),
-                                            reference: references[childIndex],
-                                            type: Self.basicType(of: plan.inodes[childIndex].node)))
-            }
-            let listing = try DirectoryListingWriter.write(entries, to: directoryTable)
-            let size = listing.size + Format.directorySizeBias
-            guard let block = UInt32(exactly: listing.start.block) else {
-                throw SquashFSError.invalidTree("the directory table exceeds 4 GiB")
-            }
-            if hasXattrs || size > Int(UInt16.max) || DirectoryListingWriter.isLarge(entries) {
-                guard listing.index.count <= Int(UInt16.max), let size32 = UInt32(exactly: size) else {
-                    throw SquashFSError.invalidTree("\(display): the directory is too large")
-                }
-                header.type = .extendedDirectory
-                header.encode(into: &out)
-                out.u32(inode.nlink)
-                out.u32(size32)
-                out.u32(block)
-                out.u32(inode.parent)
-                out.u16(UInt16(listing.index.count))
-                out.u16(UInt16(listing.start.offset))
-                out.u32(xattr)
-                for entry in listing.index {
-                    out.u32(entry.offset)
-                    out.u32(entry.block)
-                    out.u32(UInt32(entry.name.count - 1))
-                    out.append(entry.name)
-                }
-            } else {
-                header.type = .directory
-                header.encode(into: &out)
-                out.u32(block)
-                out.u32(inode.nlink)
-                out.u16(UInt16(size))
-                out.u16(UInt16(listing.start.offset))
-                out.u32(inode.parent)
-            }
-
-        case .regular(let file):
-            let layout = layout ?? FileLayout()
-            if hasXattrs || inode.nlink > 1 || layout.sparse > 0 || file.size > UInt64(UInt32.max)
-                || layout.start > UInt64(UInt32.max) {
-                header.type = .extendedFile
-                header.encode(into: &out)
-                out.u64(layout.start)
-                out.u64(file.size)
-                out.u64(layout.sparse)
-                out.u32(inode.nlink)
-                out.u32(layout.fragment)
-                out.u32(layout.fragmentOffset)
-                out.u32(xattr)
-            } else {
-                header.type = .file
-                header.encode(into: &out)
-                out.u32(UInt32(layout.start))
-                out.u32(layout.fragment)
-                out.u32(layout.fragmentOffset)
-                out.u32(UInt32(file.size))
-            }
-            for size in layout.sizes { out.u32(size) }
-
-        case .symlink(let target):
-            guard !target.isEmpty, target.count <= Limits.symlinkTargetLength, !target.contains(0) else {
-                throw SquashFSError.invalidTree("\(display): a symlink target of \(target.count) bytes")
-            }
-            header.type = hasXattrs ? .extendedSymlink : .symlink
-            header.encode(into: &out)
-            out.u32(inode.nlink)
-            out.u32(UInt32(target.count))
-            out.append(target)
-            if hasXattrs { out.u32(xattr) }
-
-        case .device(let major, let minor):
-            let type: InodeType
-            switch metadata.kind {
-            case .characterDevice: type = .characterDevice
-            case .blockDevice: type = .blockDevice
-            default: throw SquashFSError.invalidTree("\(display): device numbers on a \(metadata.kind)")
-            }
-            if !DeviceNumber.fits(major: major, minor: minor) {
-                report.note(.deviceNumber, path: path, detail: "device \(major):\(minor)")
-            }
-            header.type = hasXattrs ? type.extended : type
-            header.encode(into: &out)
-            out.u32(inode.nlink)
-            out.u32(DeviceNumber.encode(major: major, minor: minor))
-            if hasXattrs { out.u32(xattr) }
-
-        case .none:
-            let type: InodeType
-            switch metadata.kind {
-            case .fifo: type = .fifo
-            case .socket: type = .socket
-            default: throw SquashFSError.invalidTree("\(display): a \(metadata.kind) without content")
-            }
-            header.type = hasXattrs ? type.extended : type
-            header.encode(into: &out)
-            out.u32(inode.nlink)
-            if hasXattrs { out.u32(xattr) }
-
-        case .hardlink:
-            preconditionFailure("hardlinks are resolved to their holder in the plan")
-        }
-        return out.bytes
-    }
-
-    private static func basicType(of node: Node) -> InodeType {
-        switch node.content {
-        case .directory: .directory
-        case .regular: .file
-        case .symlink: .symlink
-        case .device: node.metadata.kind == .blockDevice ? .blockDevice : .characterDevice
-        case .none: node.metadata.kind == .socket ? .socket : .fifo
-        case .hardlink: preconditionFailure("hardlinks are resolved to their holder in the plan")
-        }
     }
 }
 

@@ -110,12 +110,14 @@ extension StoreContentWriter {
 }
 
 /// A block as the store keeps it: compressed (or raw, codec `.none`) exactly as a squashfs data
-/// block of its codec, and the level it was compressed at.
+/// block of its codec, and the level it was compressed at; for a raw block, the codec that was
+/// tried at that level and did not make it smaller (`.none` when not said).
 public struct StoredBlockBytes: Sendable {
     public var bytes: [UInt8]
     public var codec: Codec
     public var level: Int
     public var rawLength: Int
+    public var triedCodec: Codec = .none
 }
 
 extension Store {
@@ -123,6 +125,7 @@ extension Store {
     /// unchanged when its codec and level are the image's.
     public func storedBlock(_ id: Digest, scratch: inout [UInt8]) throws -> StoredBlockBytes {
         let (location, bytes) = try readStoredBytes(id, kind: .block)
-        return StoredBlockBytes(bytes: bytes, codec: location.codec, level: Int(location.level), rawLength: Int(location.rawLength))
+        return StoredBlockBytes(bytes: bytes, codec: location.codec, level: Int(location.level), rawLength: Int(location.rawLength),
+                                triedCodec: location.triedCodec)
     }
 }

@@ -91,7 +91,7 @@ extension Store {
                 for (item, result) in zip(batch, results) {
                     try result.bytes.withUnsafeBytes { stored in
                         try writer.addStored(item.location.kind, id: item.id, codec: result.codec, level: result.level,
-                                             rawLength: Int(item.location.rawLength), stored: stored)
+                                             triedCodec: result.triedCodec, rawLength: Int(item.location.rawLength), stored: stored)
                     }
                 }
             } else {
@@ -100,7 +100,7 @@ extension Store {
                     try scratch.withUnsafeBytes { raw in
                         let stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize..<PackFormat.entryHeaderSize + Int(item.location.storedLength)])
                         try writer.addStored(item.location.kind, id: item.id, codec: item.location.codec, level: item.location.level,
-                                             rawLength: Int(item.location.rawLength), stored: stored)
+                                             triedCodec: item.location.triedCodec, rawLength: Int(item.location.rawLength), stored: stored)
                     }
                 }
             }
@@ -140,6 +140,7 @@ extension Store {
         var bytes: [UInt8]
         var codec: Codec
         var level: UInt8
+        var triedCodec: Codec = .none
     }
 
     /// Decompresses and recompresses objects on every core; results in input order.
@@ -171,7 +172,7 @@ extension Store {
                     if try raw.withUnsafeBytes({ try compressor.compress($0, into: &output) }) {
                         result = Recompressed(bytes: output, codec: spec.codec, level: UInt8(spec.level))
                     } else {
-                        result = Recompressed(bytes: raw, codec: .none, level: 0)
+                        result = Recompressed(bytes: raw, codec: .none, level: UInt8(spec.level), triedCodec: spec.codec)
                     }
                     results.withLock { $0[i] = result }
                 }

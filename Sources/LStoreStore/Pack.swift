@@ -23,11 +23,15 @@ enum PackFormat {
 public struct PackLocation: Sendable, Equatable {
     public var kind: ObjectKind
     public var codec: Codec
+    /// The level of `codec`; for a raw object, the level of `triedCodec`.
     public var level: UInt8
     public var rawLength: UInt32
     public var storedLength: UInt32
     /// Offset of the entry header in the pack.
     public var offset: UInt64
+    /// For a raw object: the codec that was tried, at `level`, and did not make it smaller;
+    /// `.none` when that is not said.
+    public var triedCodec: Codec = .none
 }
 
 /// One object as it sits in a pack: header fields plus the stored (maybe compressed) bytes.
@@ -35,6 +39,8 @@ struct PackEntryHeader {
     var kind: ObjectKind
     var codec: Codec
     var level: UInt8
+    /// See `PackLocation.triedCodec`.
+    var triedCodec: Codec = .none
     var rawLength: UInt32
     var storedLength: UInt32
     var checksum: UInt64
@@ -45,7 +51,7 @@ struct PackEntryHeader {
         out.u8(kind.rawValue)
         out.u8(codec.rawValue)
         out.u8(level)
-        out.u8(0)
+        out.u8(triedCodec.rawValue)
         out.u32(rawLength)
         out.u32(storedLength)
         out.u64(checksum)
@@ -53,11 +59,12 @@ struct PackEntryHeader {
         return out.bytes
     }
 
-    init(kind: ObjectKind, codec: Codec, level: UInt8, rawLength: UInt32, storedLength: UInt32,
-         checksum: UInt64, id: Digest) {
+    init(kind: ObjectKind, codec: Codec, level: UInt8, triedCodec: Codec = .none, rawLength: UInt32,
+         storedLength: UInt32, checksum: UInt64, id: Digest) {
         self.kind = kind
         self.codec = codec
         self.level = level
+        self.triedCodec = triedCodec
         self.rawLength = rawLength
         self.storedLength = storedLength
         self.checksum = checksum
@@ -71,7 +78,10 @@ struct PackEntryHeader {
         self.kind = kind
         self.codec = codec
         level = try reader.u8()
-        guard try reader.u8() == 0 else { throw reader.corrupt("reserved byte set") }
+        guard let tried = Codec(rawValue: try reader.u8()), codec == .none || tried == .none else {
+            throw reader.corrupt("a tried codec on a compressed object, or an unknown one")
+        }
+        triedCodec = tried
         rawLength = try reader.u32()
         storedLength = try reader.u32()
         checksum = try reader.u64()
@@ -118,13 +128,14 @@ final class PackWriter {
 
     var isEmpty: Bool { entries.isEmpty }
 
-    /// Appends an object whose stored bytes are `stored` (compressed with `codec` at `level`, or raw).
-    func append(kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, rawLength: Int,
+    /// Appends an object whose stored bytes are `stored` (compressed with `codec` at `level`, or raw;
+    /// raw because `triedCodec` at `level` did not make it smaller, when that is not `.none`).
+    func append(kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, triedCodec: Codec = .none, rawLength: Int,
                 stored: UnsafeRawBufferPointer) throws {
-        let header = PackEntryHeader(kind: kind, codec: codec, level: level, rawLength: UInt32(rawLength),
+        let header = PackEntryHeader(kind: kind, codec: codec, level: level, triedCodec: triedCodec, rawLength: UInt32(rawLength),
                                      storedLength: UInt32(stored.count), checksum: XXH3.hash64(stored), id: id)
         entries.append((id, PackLocation(kind: kind, codec: codec, level: level, rawLength: UInt32(rawLength),
-                                         storedLength: UInt32(stored.count), offset: size)))
+                                         storedLength: UInt32(stored.count), offset: size, triedCodec: triedCodec)))
         try write(header.encoded())
         try write(stored)
     }

@@ -44,7 +44,7 @@ final class PackIndex: @unchecked Sendable {
             out.u8(location.kind.rawValue)
             out.u8(location.codec.rawValue)
             out.u8(location.level)
-            out.u8(0)
+            out.u8(location.triedCodec.rawValue)
             out.u32(location.rawLength)
             out.u64(location.offset)
             out.u32(location.storedLength)
@@ -119,12 +119,14 @@ final class PackIndex: @unchecked Sendable {
     func location(at index: Int) -> PackLocation? {
         let p = entryPointer(index)
         guard let kind = ObjectKind(rawValue: p.load(fromByteOffset: 32, as: UInt8.self)),
-              let codec = Codec(rawValue: p.load(fromByteOffset: 33, as: UInt8.self)) else { return nil }
+              let codec = Codec(rawValue: p.load(fromByteOffset: 33, as: UInt8.self)),
+              let tried = Codec(rawValue: p.load(fromByteOffset: 35, as: UInt8.self)) else { return nil }
         return PackLocation(
             kind: kind, codec: codec, level: p.load(fromByteOffset: 34, as: UInt8.self),
             rawLength: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),
             storedLength: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 48, as: UInt32.self)),
-            offset: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 40, as: UInt64.self)))
+            offset: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 40, as: UInt64.self)),
+            triedCodec: tried)
     }
 
     /// Finds the object `target` of `kind`.

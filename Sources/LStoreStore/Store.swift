@@ -179,7 +179,8 @@ public final class Store: @unchecked Sendable {
         let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<PackFormat.entryHeaderSize]),
                                          what: "pack \(pack) at \(location.offset)")
         guard header.id == id, header.kind == location.kind, header.storedLength == location.storedLength,
-              header.rawLength == location.rawLength, header.codec == location.codec else {
+              header.rawLength == location.rawLength, header.codec == location.codec,
+              header.level == location.level, header.triedCodec == location.triedCodec else {
             throw StoreError.corrupt("pack \(pack): entry at \(location.offset) is not \(location.kind) \(id.short)")
         }
         var stored = UnsafeRawBufferPointer(rebasing: raw[PackFormat.entryHeaderSize...])

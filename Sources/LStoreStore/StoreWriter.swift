@@ -60,16 +60,19 @@ public final class StoreWriter: @unchecked Sendable {
                               rawLength: raw.count, stored: stored)
             }
         } else {
-            try addStored(kind, id: id, codec: .none, level: 0, rawLength: raw.count, stored: raw)
+            try addStored(kind, id: id, codec: .none, level: UInt8(compressor.spec.level), triedCodec: compressor.spec.codec,
+                          rawLength: raw.count, stored: raw)
         }
     }
 
-    /// Adds an object already in its stored form. The caller has verified it.
-    public func addStored(_ kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, rawLength: Int,
-                          stored: UnsafeRawBufferPointer) throws {
+    /// Adds an object already in its stored form. The caller has verified it. A raw object may say
+    /// which codec, at `level`, did not make it smaller (`PackLocation.triedCodec`).
+    public func addStored(_ kind: ObjectKind, id: Digest, codec: Codec, level: UInt8, triedCodec: Codec = .none,
+                          rawLength: Int, stored: UnsafeRawBufferPointer) throws {
         try state.withLock { state in
             if state.pack == nil { state.pack = try PackWriter(layout: store.layout) }
-            try state.pack!.append(kind: kind, id: id, codec: codec, level: level, rawLength: rawLength, stored: stored)
+            try state.pack!.append(kind: kind, id: id, codec: codec, level: level, triedCodec: triedCodec,
+                                   rawLength: rawLength, stored: stored)
             state.claimed[kind, default: []].insert(id)
             state.storedBytes += UInt64(stored.count)
             state.objects += 1

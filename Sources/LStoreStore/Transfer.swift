@@ -12,6 +12,8 @@ public struct PackEntry: Sendable, Equatable {
     public var id: Digest
     public var codec: Codec
     public var level: UInt8
+    /// See `PackLocation.triedCodec`.
+    public var triedCodec: Codec
     public var rawLength: Int
     public var storedLength: Int
 
@@ -19,13 +21,15 @@ public struct PackEntry: Sendable, Equatable {
     public init(decodingHeader bytes: UnsafeRawBufferPointer, what: String) throws {
         guard bytes.count >= Self.headerSize else { throw StoreError.corrupt("\(what): truncated entry header") }
         let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<Self.headerSize]), what: what)
-        guard header.codec.levels.contains(Int(header.level)) else {
-            throw StoreError.corrupt("\(what): level \(header.level) is not a \(header.codec) level")
+        let levels = header.codec == .none && header.triedCodec != .none ? header.triedCodec.levels : header.codec.levels
+        guard levels.contains(Int(header.level)) else {
+            throw StoreError.corrupt("\(what): level \(header.level) is not a \(header.codec == .none ? header.triedCodec : header.codec) level")
         }
         kind = header.kind
         id = header.id
         codec = header.codec
         level = header.level
+        triedCodec = header.triedCodec
         rawLength = Int(header.rawLength)
         storedLength = Int(header.storedLength)
     }

@@ -166,7 +166,7 @@ public struct Service: Sendable {
                 if writer.claim(entry.id, kind: entry.kind) {
                     try payload.withUnsafeBytes { raw in
                         try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.level,
-                                             rawLength: entry.rawLength, stored: UnsafeRawBufferPointer(rebasing: raw[PackEntry.headerSize...]))
+                                             triedCodec: entry.triedCodec, rawLength: entry.rawLength, stored: UnsafeRawBufferPointer(rebasing: raw[PackEntry.headerSize...]))
                     }
                     objects += 1
                     bytes += entry.storedLength

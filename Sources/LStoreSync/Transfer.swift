@@ -66,7 +66,8 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
                 if entry.kind != .block { raw[name] = verifier.raw }
                 if writer.claim(entry.id, kind: entry.kind) {
                     try payload.withUnsafeBytes { bytes in
-                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.level, rawLength: entry.rawLength,
+                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.level,
+                                             triedCodec: entry.triedCodec, rawLength: entry.rawLength,
                                              stored: UnsafeRawBufferPointer(rebasing: bytes[PackEntry.headerSize...]))
                     }
                     report.objects[entry.kind, default: 0] += 1

@@ -43,12 +43,14 @@ struct FragmentCacheTests {
     struct Summary {
         var fragments: Int
         var cached: Int
+        var ownBlocks = 0
     }
 
     func checkout(_ revision: String, to image: String, _ extra: [String] = []) throws -> Summary {
         let out = try lstoreOK(["checkout", revision, "--squashfs", image, "--json"] + extra, store: store)
         let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] ?? [:]
-        return Summary(fragments: json["fragments"] as? Int ?? -1, cached: json["cachedFragments"] as? Int ?? -1)
+        return Summary(fragments: json["fragments"] as? Int ?? -1, cached: json["cachedFragments"] as? Int ?? -1,
+                       ownBlocks: json["ownBlockFiles"] as? Int ?? -1)
     }
 
     func sameFile(_ a: String, _ b: String) throws -> Bool {
@@ -74,6 +76,19 @@ struct FragmentCacheTests {
         #expect(try sameFile(scratch.sub("cold.sfs"), scratch.sub("uncached.sfs")))
         #expect(try mountedEqualsTree(scratch.sub("warm.sfs")))
         #expect(try sh("sqfsdiff -a \(scratch.sub("warm.sfs")) -b \(scratch.sub("uncached.sfs")) && echo none") == "none\n")
+    }
+
+    /// At the store's own settings, small files that compress to 4 KiB or more are copied as blocks
+    /// of their own; at other settings, as for a plain directory, every small file is packed.
+    @Test func onlyDirectCheckoutsStandSmallFilesAlone() throws {
+        let direct = try checkout("parent", to: scratch.sub("direct.sfs"))
+        #expect(direct.ownBlocks > 300 && direct.fragments > 10, "\(direct)")
+        let other = try checkout("parent", to: scratch.sub("other.sfs"), ["--compression", "zstd:3"])
+        #expect(other.ownBlocks == 0 && other.fragments > direct.fragments, "\(other)")
+        let plain = try lstoreOK(["squashfs", tree, scratch.sub("plain.sfs"), "--json"], store: store)
+        #expect(plain.contains("\"ownBlockFiles\" : 0"), "\(plain)")
+        #expect(try mountedEqualsTree(scratch.sub("direct.sfs")))
+        #expect(try mountedEqualsTree(scratch.sub("other.sfs")))
     }
 
     @Test func aChildLayerFindsMostOfItsParentsFragments() throws {

@@ -5,9 +5,10 @@ import LStoreTestSupport
 import LStoreTree
 import Testing
 
-/// Placement of files smaller than a block (spec/squashfs.md §4.1): one the source hands over
-/// compressed with the image's codec and level, in at least 4 KiB, is copied as a block of its own;
-/// every other small file is packed into a fragment.
+/// Placement of files smaller than a block (spec/squashfs.md §4): with `ownBlockMinimum`, one whose
+/// stored form (compressed on its own, or raw when that is not smaller) has at least that many
+/// bytes is a block of its own, whatever form the source holds it in; without, every small file
+/// is packed into a fragment.
 @Suite(.enabled(if: isRoot, "needs root: loop mounts"))
 struct OwnBlockTests {
     let scratch = TemporaryDirectory("sqfs-ownblock")
@@ -24,57 +25,72 @@ struct OwnBlockTests {
                 while len(out) < n:
                     out += r.choice(words) + b" "
                 return bytes(out[:n])
-            open("alone", "wb").write(text(40000))      # compresses to well over 4 KiB
-            open("tiny", "wb").write(text(2000))        # compresses to well under 4 KiB
-            open("noise", "wb").write(r.randbytes(10000))  # does not compress: stored raw
-            open("big", "wb").write(text(200000))       # a full block and a short last block
+            open("alone", "wb").write(text(40000))           # compresses to well over 4 KiB
+            open("tiny", "wb").write(text(2000))             # compresses to well under 4 KiB
+            open("noise", "wb").write(r.randbytes(10000))    # does not compress, and is over 4 KiB
+            open("crumb", "wb").write(r.randbytes(3000))     # does not compress, and is under 4 KiB
+            open("big", "wb").write(text(200000))            # a full block and a short last block
             for i in range(10):
-                open(f"t{i}", "wb").write(text(500))    # more small files, packed with tiny and noise
+                open(f"t{i}", "wb").write(text(500))         # more small files, packed with tiny and crumb
             PY
             """)
     }
 
-    func write(stored: String, image: String, threads: Int = 2) throws -> (path: String, result: SquashFSWriteResult) {
+    func write(_ source: some BlockSource, image: String, minimum: Int?, threads: Int = 2,
+               name: String) throws -> (path: String, result: SquashFSWriteResult) {
         let scanned = try Scanner().scan(tree)
-        let options = SquashFSOptions(compression: try CompressionSpec(parsing: image), blockSize: 128 << 10, threads: threads)
-        let path = scratch.sub("\(stored)-\(image)-\(threads).sfs")
-        let result = try SquashFSWriter(options: options)
-            .write(scanned.root, source: CompressingSource(spec: try CompressionSpec(parsing: stored)), to: path)
-        return (path, result)
+        var options = SquashFSOptions(compression: try CompressionSpec(parsing: image), blockSize: 128 << 10, threads: threads)
+        options.ownBlockMinimum = minimum
+        let path = scratch.sub("\(name).sfs")
+        return (path, try SquashFSWriter(options: options).write(scanned.root, source: source, to: path))
     }
 
-    func placement(_ image: String) throws -> [String: Bool] {
+    func stored(_ spec: String, sayTried: Bool = true) throws -> CompressingSource {
+        CompressingSource(spec: try CompressionSpec(parsing: spec), sayTried: sayTried)
+    }
+
+    /// Which of the named files are in a fragment, as our reader finds their inodes.
+    func inFragment(_ image: String) throws -> [String: Bool] {
         let reader = try SquashFSImage(path: image)
         _ = try reader.readTree()
-        var inFragment: [String: Bool] = [:]
-        for name in ["alone", "tiny", "noise", "big"] {
+        var found: [String: Bool] = [:]
+        for name in ["alone", "tiny", "noise", "crumb", "big"] {
             let inode = try #require(reader.files[Array(name.utf8)], "\(name) is in the image")
-            inFragment[name] = inode.fragment != Format.noFragment
+            found[name] = inode.fragment != Format.noFragment
         }
-        return inFragment
+        return found
     }
 
-    @Test func aSmallFileStoredAsTheImageWantsIsCopiedAsItsOwnBlock() throws {
-        let (image, result) = try write(stored: "zstd:3", image: "zstd:3")
-        #expect(try placement(image) == ["alone": false, "tiny": true, "noise": true, "big": false])
-        // big's full and last blocks, and alone's block, all copied; the other small files share a fragment.
-        #expect(result.data.copied == 3 && result.data.recompressed == 0, "\(result.data)")
-        #expect(result.data.fragments == 1, "\(result.data)")
+    @Test func smallFilesThatCompressTo4KiBOrMoreStandAlone() throws {
+        let (image, result) = try write(try stored("zstd:3"), image: "zstd:3", minimum: 4096, name: "direct")
+        #expect(try inFragment(image) == ["alone": false, "tiny": true, "noise": false, "crumb": true, "big": false])
+        // Copied without compressing: big's two blocks, alone (compressed) and noise (raw, known not
+        // to compress); tiny, crumb and the t files share one fragment.
+        #expect(result.data.copied == 4 && result.data.ownBlocks == 2 && result.data.fragments == 1, "\(result.data)")
         let source = try manifest(tree, options: manifestOptions)
         #expect(try kernelManifest(image, scratch: scratch) == source)
         #expect(try checkWithSquashfsTools(image, scratch: scratch, sockets: []) == source)
         let (_, restored) = try readBack(image, scratch: scratch)
         #expect(restored == source, "\(manifestDifference(source, restored))")
-        // The placement depends on the data only, not on the thread count.
-        let (single, _) = try write(stored: "zstd:3", image: "zstd:3", threads: 1)
-        #expect(FileManager.default.contentsEqual(atPath: image, andPath: single))
+
+        // The same bytes at one thread, and whatever form the source holds the files in: compressed
+        // at another level, raw without saying what was tried, or a plain directory.
+        let others: [(String, any BlockSource)] = [
+            ("one-thread", try stored("zstd:3")), ("zstd19", try stored("zstd:19")),
+            ("untried", try stored("zstd:3", sayTried: false)), ("directory", DirectoryBlockSource()),
+        ]
+        for (name, source) in others {
+            let (other, _) = try write(source, image: "zstd:3", minimum: 4096, threads: name == "one-thread" ? 1 : 2, name: name)
+            #expect(FileManager.default.contentsEqual(atPath: image, andPath: other), "\(name) writes the same image")
+        }
     }
 
-    /// Recompressed, the same file is packed like any other small file.
-    @Test func otherSettingsPackEverySmallFile() throws {
-        let (image, result) = try write(stored: "zstd:19", image: "zstd:3")
-        #expect(try placement(image) == ["alone": true, "tiny": true, "noise": true, "big": false])
-        #expect(result.data.copied == 0, "\(result.data)")
+    /// Without `ownBlockMinimum` every small file is packed, even one the source has compressed as
+    /// the image wants it: the layout mksquashfs chooses.
+    @Test func withoutAMinimumEverySmallFileIsPacked() throws {
+        let (image, result) = try write(try stored("zstd:3"), image: "zstd:3", minimum: nil, name: "packed")
+        #expect(try inFragment(image) == ["alone": true, "tiny": true, "noise": true, "crumb": true, "big": false])
+        #expect(result.data.ownBlocks == 0 && result.data.copied == 2, "\(result.data)")
         #expect(try kernelManifest(image, scratch: scratch) == manifest(tree, options: manifestOptions))
     }
 }

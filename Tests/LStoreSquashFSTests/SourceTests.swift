@@ -5,9 +5,11 @@ import LStoreTestSupport
 import LStoreTree
 import Testing
 
-/// A source that hands every full block over already compressed, as a store does.
+/// A source that hands every block over already compressed, as a store does, raw when that does
+/// not make it smaller; `sayTried` says so of raw blocks (`StoredBlock.notSmallerWith`).
 struct CompressingSource: BlockSource {
     let spec: CompressionSpec
+    var sayTried = true
 
     func forEachBlock(of file: RegularFile, path: [UInt8], blockSize: Int,
                       _ body: (SourceBlock) throws -> Void) throws {
@@ -20,7 +22,7 @@ struct CompressingSource: BlockSource {
                 try body(.stored(StoredBlock(bytes: scratch, spec: spec, rawLength: bytes.count)))
             } else {
                 try body(.stored(StoredBlock(bytes: bytes, spec: CompressionSpec(codec: .none, level: 0),
-                                             rawLength: bytes.count)))
+                                             rawLength: bytes.count, notSmallerWith: sayTried ? spec : nil)))
             }
         }
     }
