@@ -116,13 +116,15 @@ struct ImageOptions: ParsableArguments {
 extension ImageOptions {
     /// The writer's options for an image of a commit in `store`: the store's codec, level and block
     /// size unless given, its fragment cache unless `--no-fragment-cache`, and, when the image's
-    /// settings are the store's (direct materialisation), small files that compress to 4 KiB or
-    /// more as blocks of their own, so that their stored blocks are copied (spec/squashfs.md §4).
+    /// settings are the store's (direct materialisation), small files whose stored form has 3 KiB
+    /// or more as blocks of their own, so that their stored blocks are copied (spec/squashfs.md §4).
+    /// 3 KiB: on the Debian chain, the first checkout of a layer about 11 times as fast as
+    /// mksquashfs for an image 1.6% larger; 4 KiB gave 9.8 times and 1.4%, 2 KiB 1.9%.
     func squashFSOptions(store: Store, time: Int64) throws -> SquashFSOptions {
         var options = try squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: time)
         if !noFragmentCache { options.fragmentCache = StoreFragmentCache(cache: store.openFragmentCache()) }
         if options.compression == store.compression && options.blockSize == store.blockSize {
-            options.ownBlockMinimum = 4096
+            options.ownBlockMinimum = 3072
         }
         return options
     }

@@ -26,7 +26,7 @@ public struct SquashFSOptions: Sendable {
     /// When set, a file smaller than a block whose stored form (compressed with the image's codec
     /// and level, or raw when that does not make it smaller) has at least this many bytes is a
     /// short block of its own instead of a piece of a fragment. nil (the default) packs every small
-    /// file into fragments, as mksquashfs does. lstore's checkout sets 4096 when the image's codec,
+    /// file into fragments, as mksquashfs does. lstore's checkout sets 3072 when the image's codec,
     /// level and block size are its store's, whose stored blocks it then copies without compressing
     /// (spec/squashfs.md §4).
     public var ownBlockMinimum: Int?
