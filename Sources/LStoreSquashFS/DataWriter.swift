@@ -81,18 +81,20 @@ final class DataWriter {
         /// Fragment block `index`, as the fragment cache had it.
         case cachedFragment(index: Int, CachedFragment)
 
-        /// Bytes held, for bounding a batch.
-        var cost: Int {
+        /// What a job counts for in a batch's bound: the bytes of data it stands for, whatever form
+        /// the source holds them in (raw, compressed at any level, a hole) and whether the cache
+        /// has a fragment or not. Batch boundaries decide where fragment blocks land among the data
+        /// blocks, so the image must depend on nothing else. The memory a batch holds stays within
+        /// about twice its bound (stored bytes, and what a worker makes of them).
+        func cost(blockSize: Int) -> Int {
             switch self {
             case .block(_, let block), .tail(_, let block, _):
                 switch block {
-                case .hole, .zeros: 16
+                case .hole, .zeros: blockSize
                 case .raw(let bytes): bytes.count
-                case .stored(let stored): stored.bytes.count + stored.rawLength
+                case .stored(let stored): stored.rawLength
                 }
-            // The same whether the cache has the fragment or not: batch boundaries decide where
-            // fragments land among the data blocks, and the image must not depend on the cache.
-            case .fragment, .cachedFragment: 1 << 17
+            case .fragment, .cachedFragment: blockSize
             }
         }
     }
@@ -176,9 +178,10 @@ final class DataWriter {
         guard total > 0 else { return nil }
         queueSealedFragments()
         // A duplicate is found only when all its blocks are in the batch being assembled: start a
-        // new batch for a file that would not fit in this one (files read raw; it depends only on
-        // the sizes, so the image still does not depend on timing).
-        if deduplicate && file.content == nil && !assembling.isEmpty && assemblingCost + Int(file.size) > Self.batchBytes {
+        // new batch for a file that would not fit in this one. It depends only on the sizes (and is
+        // done whatever the source, though only files read raw are looked for), so the image does
+        // not depend on timing or on the source's form.
+        if deduplicate && !assembling.isEmpty && assemblingCost + Int(file.size) > Self.batchBytes {
             try submit()
         }
         let firstJob = assembling.count, firstBatch = batchCount
@@ -230,7 +233,7 @@ final class DataWriter {
         guard try sameBytes(earlier.file, path: earlier.path, as: assembling[firstJob...], source: source) else {
             return nil
         }
-        for job in assembling[firstJob...] { assemblingCost -= job.cost }
+        for job in assembling[firstJob...] { assemblingCost -= job.cost(blockSize: blockSize) }
         assembling.removeSubrange(firstJob...)
         layouts[index] = FileLayout()
         statistics.duplicates += 1
@@ -285,7 +288,7 @@ final class DataWriter {
 
     private func enqueue(_ job: Job) throws {
         assembling.append(job)
-        assemblingCost += job.cost
+        assemblingCost += job.cost(blockSize: blockSize)
         if assemblingCost >= Self.batchBytes || assembling.count >= Self.batchJobs { try submit() }
     }
 
@@ -437,7 +440,7 @@ extension DataWriter {
     private func queueSealedFragments() {
         for job in sealedWaiting {
             assembling.append(job)
-            assemblingCost += job.cost
+            assemblingCost += job.cost(blockSize: blockSize)
         }
         sealedWaiting.removeAll()
     }
@@ -538,7 +541,14 @@ private final class Worker: @unchecked Sendable {
         var recompressed = false
         if case .stored(let stored) = block { recompressed = stored.spec.codec != .none }
         let output = try compress(raw, detectHole: false, recompressed: recompressed)
-        guard case .data(let bytes, _, _, _) = output, bytes.count >= minimum else { return .tail(.raw(raw)) }
+        guard case .data(let bytes, _, _, _) = output, bytes.count >= minimum else {
+            // For the fragment: the raw bytes, with the digest that names them in the fragment cache.
+            if case .stored(let stored) = block {
+                return .tail(.stored(StoredBlock(bytes: raw, spec: CompressionSpec(codec: .none, level: 0),
+                                                 rawLength: raw.count, digest: stored.digest)))
+            }
+            return .tail(.raw(raw))
+        }
         return output
     }
 

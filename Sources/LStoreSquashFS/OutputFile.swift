@@ -103,6 +103,7 @@ final class OutputFile {
                     pwritev(fd, buffer.baseAddress! + first, Int32(buffer.count - first), off_t(position) + off_t(done))
                 }
             }
+            guard n > 0 else { throw FileError(path: display, operation: "write: no progress", errno: 0) }
             done += n
             // Skip what was written: whole pieces, then part of one.
             var left = n

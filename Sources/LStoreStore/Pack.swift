@@ -82,6 +82,9 @@ struct PackEntryHeader {
             throw reader.corrupt("a tried codec on a compressed object, or an unknown one")
         }
         triedCodec = tried
+        guard Self.levelIsValid(level, codec: codec, triedCodec: tried) else {
+            throw reader.corrupt("level \(level) is not a \(codec == .none ? tried : codec) level")
+        }
         rawLength = try reader.u32()
         storedLength = try reader.u32()
         checksum = try reader.u64()
@@ -90,6 +93,15 @@ struct PackEntryHeader {
             throw reader.corrupt("object of \(rawLength) bytes exceeds the limit")
         }
         guard codec != .none || rawLength == storedLength else { throw reader.corrupt("raw object with two lengths") }
+    }
+}
+
+extension PackEntryHeader {
+    /// Whether `level` fits: a level of `codec`, or for a raw object a level of the codec tried,
+    /// or 0 when none is said.
+    static func levelIsValid(_ level: UInt8, codec: Codec, triedCodec: Codec) -> Bool {
+        if codec != .none { return triedCodec == .none && codec.levels.contains(Int(level)) }
+        return triedCodec == .none ? level == 0 : triedCodec.levels.contains(Int(level))
     }
 }
 

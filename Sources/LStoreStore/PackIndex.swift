@@ -120,7 +120,8 @@ final class PackIndex: @unchecked Sendable {
         let p = entryPointer(index)
         guard let kind = ObjectKind(rawValue: p.load(fromByteOffset: 32, as: UInt8.self)),
               let codec = Codec(rawValue: p.load(fromByteOffset: 33, as: UInt8.self)),
-              let tried = Codec(rawValue: p.load(fromByteOffset: 35, as: UInt8.self)) else { return nil }
+              let tried = Codec(rawValue: p.load(fromByteOffset: 35, as: UInt8.self)),
+              PackEntryHeader.levelIsValid(p.load(fromByteOffset: 34, as: UInt8.self), codec: codec, triedCodec: tried) else { return nil }
         return PackLocation(
             kind: kind, codec: codec, level: p.load(fromByteOffset: 34, as: UInt8.self),
             rawLength: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 36, as: UInt32.self)),

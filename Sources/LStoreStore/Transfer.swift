@@ -21,10 +21,6 @@ public struct PackEntry: Sendable, Equatable {
     public init(decodingHeader bytes: UnsafeRawBufferPointer, what: String) throws {
         guard bytes.count >= Self.headerSize else { throw StoreError.corrupt("\(what): truncated entry header") }
         let header = try PackEntryHeader(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<Self.headerSize]), what: what)
-        let levels = header.codec == .none && header.triedCodec != .none ? header.triedCodec.levels : header.codec.levels
-        guard levels.contains(Int(header.level)) else {
-            throw StoreError.corrupt("\(what): level \(header.level) is not a \(header.codec == .none ? header.triedCodec : header.codec) level")
-        }
         kind = header.kind
         id = header.id
         codec = header.codec

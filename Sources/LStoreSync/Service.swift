@@ -165,8 +165,10 @@ public struct Service: Sendable {
                 let entry = try payload.withUnsafeBytes { try verifier.verify($0, what: "pushed object") }
                 if writer.claim(entry.id, kind: entry.kind) {
                     try payload.withUnsafeBytes { raw in
-                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.level,
-                                             triedCodec: entry.triedCodec, rawLength: entry.rawLength, stored: UnsafeRawBufferPointer(rebasing: raw[PackEntry.headerSize...]))
+                        // A raw object's tried codec is a claim this store cannot check without
+                        // compressing again: it is not kept (spec/store.md §7.1).
+                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.codec == .none ? 0 : entry.level,
+                                             rawLength: entry.rawLength, stored: UnsafeRawBufferPointer(rebasing: raw[PackEntry.headerSize...]))
                     }
                     objects += 1
                     bytes += entry.storedLength

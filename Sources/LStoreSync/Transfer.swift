@@ -66,8 +66,10 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
                 if entry.kind != .block { raw[name] = verifier.raw }
                 if writer.claim(entry.id, kind: entry.kind) {
                     try payload.withUnsafeBytes { bytes in
-                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.level,
-                                             triedCodec: entry.triedCodec, rawLength: entry.rawLength,
+                        // A raw object's tried codec is a claim this store cannot check without
+                        // compressing again: it is not kept (spec/store.md §7.1).
+                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.codec == .none ? 0 : entry.level,
+                                             rawLength: entry.rawLength,
                                              stored: UnsafeRawBufferPointer(rebasing: bytes[PackEntry.headerSize...]))
                     }
                     report.objects[entry.kind, default: 0] += 1

@@ -110,6 +110,29 @@ import Testing
         if ProcessInfo.processInfo.environment["LSTORE_PRINT_VECTORS"] != nil { print(printed) }
     }
 
+    /// A pack entry header's codec, level and tried codec must agree (spec/store.md §7.1): the
+    /// vector's header with bytes 1–3 changed.
+    @Test func packEntryHeadersAreChecked() throws {
+        let vector = try #require(Self.specLines()["entry block hello"])
+        var header = stride(from: 0, to: vector.count, by: 2).map { offset -> UInt8 in
+            let start = vector.index(vector.startIndex, offsetBy: offset)
+            return UInt8(vector[start..<vector.index(start, offsetBy: 2)], radix: 16)!
+        }
+        func decodes(codec: UInt8, level: UInt8, tried: UInt8) -> Bool {
+            header[1] = codec
+            header[2] = level
+            header[3] = tried
+            return (try? header.withUnsafeBytes { try PackEntry(decodingHeader: $0, what: "test") }) != nil
+        }
+        #expect(decodes(codec: 0, level: 6, tried: 6), "raw, zstd 6 tried")
+        #expect(decodes(codec: 0, level: 0, tried: 0), "raw, nothing said")
+        #expect(!decodes(codec: 0, level: 0, tried: 6), "raw, zstd tried at level 0, which zstd has not")
+        #expect(!decodes(codec: 0, level: 5, tried: 0), "raw, a level with no codec")
+        #expect(!decodes(codec: 0, level: 6, tried: 9), "an unknown tried codec")
+        #expect(!decodes(codec: 6, level: 6, tried: 6), "a tried codec on a compressed object")
+        #expect(!decodes(codec: 6, level: 23, tried: 0), "zstd level 23")
+    }
+
     @Test func vectorsDecodeBack() throws {
         for (name, bytes) in Self.vectors() {
             let id = sha256(bytes)
