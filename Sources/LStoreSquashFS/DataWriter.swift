@@ -490,7 +490,7 @@ private final class Worker: @unchecked Sendable {
         case .block(_, .raw(let bytes)):
             return try compress(bytes, detectHole: true, recompressed: false)
         case .block(_, .stored(let stored)):
-            if stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength {
+            if stored.isCompressed(as: spec) {
                 return .data(stored.bytes, compressed: true, copied: true, recompressed: false)
             }
             if stored.isKnownNotSmaller(with: spec) && !(stored.rawLength == blockSize && stored.bytes.withUnsafeBytes(isAllZero)) {
@@ -525,7 +525,7 @@ private final class Worker: @unchecked Sendable {
     private func ownBlockOrTail(_ block: SourceBlock, minimum: Int) throws -> DataWriter.Output {
         let raw: [UInt8]
         switch block {
-        case .stored(let stored) where stored.spec == spec && stored.spec.codec != .none && stored.bytes.count < stored.rawLength:
+        case .stored(let stored) where stored.isCompressed(as: spec):
             guard stored.bytes.count >= minimum else { return .tail(block) }
             return .data(stored.bytes, compressed: true, copied: true, recompressed: false)
         case .stored(let stored) where stored.isKnownNotSmaller(with: spec):
@@ -590,6 +590,12 @@ private final class Worker: @unchecked Sendable {
 }
 
 extension StoredBlock {
+    /// Whether these bytes are compressed with `spec` (and so smaller than the raw block): what the
+    /// image holds for them, to be copied.
+    func isCompressed(as spec: CompressionSpec) -> Bool {
+        self.spec == spec && spec.codec != .none && bytes.count < rawLength
+    }
+
     /// Whether these are raw bytes that `spec` was found not to make smaller, so that compressing
     /// them with it again would only find the same.
     func isKnownNotSmaller(with spec: CompressionSpec) -> Bool {
