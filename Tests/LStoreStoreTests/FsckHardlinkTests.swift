@@ -10,10 +10,7 @@ import Testing
 @Suite struct FsckHardlinkTests {
     @Test func hardlinksThatNameNoHolderAreReported() throws {
         let scratch = TemporaryDirectory("fsck-links")
-        let store = try Store.initialize(at: scratch.sub("store"),
-                                         config: StoreConfig(blockSize: 4096, compression: try CompressionSpec(parsing: "zstd:3")))
-        let writer = try StoreWriter(store: store)
-        let compressor = try Compressor(store.compression)
+        let (store, writer, compressor) = try storeForObjects(in: scratch, blockSize: 4096, compression: "zstd:3")
         var buffer: [UInt8] = []
         func add(_ kind: ObjectKind, _ bytes: [UInt8]) throws -> Digest {
             let id = sha256(bytes)

@@ -9,10 +9,7 @@ import XCTest
 final class PackTests: XCTestCase {
     func testObjectsWrittenAreFoundAfterReopening() throws {
         let scratch = TemporaryDirectory("packs")
-        let store = try Store.initialize(at: scratch.sub("store"),
-                                         config: StoreConfig(blockSize: 4096, compression: try CompressionSpec(parsing: "zstd:3")))
-        let writer = try StoreWriter(store: store)
-        let compressor = try Compressor(store.compression)
+        let (_, writer, compressor) = try storeForObjects(in: scratch, blockSize: 4096, compression: "zstd:3")
         var scratchBuffer: [UInt8] = []
         var written: [(Digest, [UInt8])] = []
         // Compressible and incompressible objects, and an id shared by two kinds.

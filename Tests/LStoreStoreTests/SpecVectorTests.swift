@@ -86,10 +86,7 @@ import Testing
     /// a real pack. (A compressed entry would depend on the zstd library's version.)
     @Test func packEntriesMatchTheSpec() throws {
         let scratch = TemporaryDirectory("spec-entries")
-        let store = try Store.initialize(at: scratch.sub("store"),
-                                         config: StoreConfig(blockSize: 65536, compression: try CompressionSpec(parsing: "zstd:6")))
-        let writer = try StoreWriter(store: store)
-        let compressor = try Compressor(store.compression)
+        let (store, writer, compressor) = try storeForObjects(in: scratch, blockSize: 65536, compression: "zstd:6")
         var buffer: [UInt8] = []
         let blocks = [("block hello", Array("hello\n".utf8))]
         for (_, bytes) in blocks {
