@@ -5,7 +5,7 @@ APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzm
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client
 CHAIN ?= /var/tmp/lstore-chain
 
-.PHONY: all deps build release test demo bench boot-check boot-test boot-test-ci clean
+.PHONY: all deps build release test demo demo-boot bench boot-check boot-test boot-test-ci clean
 
 all: build
 
@@ -31,9 +31,20 @@ test: deps
 	$(SWIFT) build --build-tests
 	LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build
 
-# Commits a generated base layer and a child, diffs them, checks the child out and verifies it.
+# Commits a generated base layer and a child, diffs them, checks the child out and verifies it;
+# writes the child's squashfs image from the store, mounts it and compares it with the committed
+# tree; stacks the child's --delta-from image over the base's with overlayfs.
 demo: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Fixtures/demo.sh
+
+# Optional, minutes under TCG: boots a Debian layer (debootstrap, then `lstore checkout
+# --squashfs`) in qemu through the initramfs-tools hook, twice: what the first boot wrote is gone.
+demo-boot: deps
+	@for p in debootstrap qemu-system-x86 cpio e2fsprogs kmod; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	$(SWIFT) build -c release --product lstore
+	[ -d $(CHAIN)/rootfs-boot ] || Fixtures/make-debian-chain.sh $(CHAIN)
+	LSTORE_CHAIN=$(CHAIN) LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p 'itools:basic' -t 420
 
 # The benchmarks on the Debian chain: the store against mksquashfs, ostree, casync, restic and
 # borg; the squashfs writer against mksquashfs; pull over loopback against ostree pull.

@@ -28,8 +28,8 @@ public struct Restorer {
         guard case .directory(let directory) = root.content else {
             throw FileError(path: destination, operation: "checkout: the tree's root is not a directory", errno: ENOTDIR)
         }
-        let oldMask = umask(0)
-        defer { umask(oldMask) }
+        // The process's umask is left alone (other threads create files meanwhile): every entry is
+        // created with owner-only permissions and then given its exact mode explicitly.
         if mkdir(destination, 0o700) != 0 {
             guard errno == EEXIST else { throw FileError(path: destination, operation: "mkdir", errno: errno) }
         }
@@ -70,6 +70,8 @@ public struct Restorer {
                 openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             }
             let handle = FileHandle(fd)
+            // A umask that takes the owner's write or search bit would stop the entries below.
+            try systemCall("chmod", path: shown) { fchmod(fd, 0o700) }
             for child in directory.children {
                 try restore(child, parent: fd, root: root, base: base, relative: &relative, count: &count)
             }

@@ -521,7 +521,9 @@ struct SSHTests {
         let port = Int(try sh("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
             .trimmingCharacters(in: .whitespacesAndNewlines))!
         try sh("""
-            mkdir -p \(dir) /run/sshd && chmod 700 \(dir)
+            mkdir -p \(dir) && chmod 700 \(dir)
+            # sshd refuses a privilege-separation directory that others may write to.
+            install -d -m 0755 -o root -g root /run/sshd
             ssh-keygen -q -t ed25519 -N '' -f \(dir)/host_key
             ssh-keygen -q -t ed25519 -N '' -f \(dir)/client_key
             cp \(dir)/client_key.pub \(dir)/authorized_keys

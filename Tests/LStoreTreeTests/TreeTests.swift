@@ -93,4 +93,33 @@ import Glibc
         let a = try manifest(scratch.sub("in")), b = try manifest(scratch.sub("out"))
         #expect(a == b, "\(manifestDifference(a, b))")
     }
+    /// The restorer gives every entry its mode explicitly and never changes the process's umask,
+    /// which other threads of the same process rely on while it runs (a directory another thread
+    /// creates meanwhile must not come out world-writable).
+    @Test func restorerLeavesTheUmaskAlone() throws {
+        let scratch = TemporaryDirectory("umask")
+        let file = Node(name: Array("f".utf8), metadata: Metadata(kind: .regular, permissions: 0o644),
+                        content: .regular(RegularFile(size: 1)))
+        let root = Node(name: [], metadata: Metadata(kind: .directory, permissions: 0o755),
+                        content: .directory(Directory(children: [file])))
+        final class Watcher: ContentWriter, @unchecked Sendable {
+            var seen: [String] = []
+            func writeContent(of file: RegularFile, to fd: Int32, display: String) throws {
+                seen.append(processUmask())
+                _ = pwrite(fd, [0x61], 1, 0)
+            }
+        }
+        let watcher = Watcher()
+        let before = processUmask()
+        try Restorer(writer: watcher).restore(root, into: scratch.sub("out"))
+        #expect(watcher.seen == [before], "the umask while restoring was \(watcher.seen), before \(before)")
+        var st = stat()
+        #expect(stat(scratch.sub("out/f"), &st) == 0 && st.st_mode & 0o7777 == 0o644)
+    }
+}
+
+/// The process's umask as /proc/self/status shows it (reading it with umask(2) would change it).
+private func processUmask() -> String {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    return status.split(separator: "\n").first { $0.hasPrefix("Umask:") }.map { String($0.dropFirst(6)).trimmingCharacters(in: .whitespaces) } ?? "?"
 }
