@@ -5,6 +5,8 @@
 #        as ../shared/fixtures/debian-chain.sh builds it: rootfs-base, rootfs-boot, rootfs-dev)
 #   RUNS=N   runs each command N times, alternating, and keeps the fastest (default 3)
 #   RECOMPRESS="zstd:3 lz4 ..."   the other settings measured (default: zstd:3 lz4 gzip:6)
+#   BASELINE=path/to/lstore   an earlier build of lstore: every lstore command is timed with it too,
+#            in the same run on the same store, and a last table gives the ratio (no slowdown: >= 1)
 #
 # 1. Direct materialisation: a store (zstd:6, 128 KiB: the defaults) holding the chain; then
 #    `checkout dev --squashfs` against mksquashfs of the same tree at the same codec, level and
@@ -116,6 +118,27 @@ for spec in zstd:6 zstd:3; do
   row "mksquashfs $(mksquashfs_codec "$spec")" "mksquashfs-$spec" "mksquashfs-$spec"
   row "lstore squashfs DIR --compression $spec" "dir-$spec" "mksquashfs-$spec"
 done
+
+if [ -n "${BASELINE:-}" ]; then
+  echo
+  echo "## Against an earlier build: the same commands with BASELINE, same run, same store"
+  echo
+  before=("$BASELINE" --store "$store" checkout dev --squashfs "$out")
+  timed before-direct-cold "$out" "rm -rf $store/cache" -- "${before[@]}" --threads 2
+  timed before-direct-parent "$out" "rm -rf $store/cache; $BASELINE --store $store checkout boot --squashfs $scratch/boot.sfs 2>/dev/null" -- "${before[@]}" --threads 2
+  timed before-direct-warm "$out" ":" -- "${before[@]}" --threads 2
+  timed before-recompress-zstd:3 "$out" : -- "${before[@]}" --compression zstd:3 --threads 2
+  timed before-dir-zstd:6 "$out" : -- "$BASELINE" squashfs "$tree" "$out" --compression zstd:6 --threads 2
+  printf '| command | before s | after s | before / after | size after / before |\n|---|---|---|---|---|\n'
+  for pair in "first checkout of a layer|direct-cold" "after its parent's checkout|direct-parent" \
+              "fragment cache warm|direct-warm" "--compression zstd:3|recompress-zstd:3" "squashfs DIR zstd:6|dir-zstd:6"; do
+    label=${pair%|*}; name=${pair##*|}
+    [ -f "$scratch/$name.best" ] || continue
+    read -r w _ s < "$scratch/$name.best"
+    read -r bw _ bs < "$scratch/before-$name.best"
+    awk -v l="$label" -v w="$w" -v bw="$bw" -v s="$s" -v bs="$bs" 'BEGIN { printf "| %s | %.2f | %.2f | %.2f | %.4f |\n", l, bw, w, bw / w, s / bs }'
+  done
+fi
 
 echo
 echo "squashfs-bench: checking the direct image: kernel mount against the tree, sqfsdiff against mksquashfs" >&2
