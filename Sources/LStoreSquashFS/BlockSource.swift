@@ -10,9 +10,11 @@ public enum SourceBlock: Sendable {
     /// records it as a hole (block size 0), stores nothing, and counts it in the inode's sparse
     /// bytes, so that the kernel reports the file's blocks as mksquashfs's image of it does.
     case hole
-    /// A full block of zeros the source knows of without saying it was a hole (lstore's store keeps
-    /// every all-zero block as one). The image holds it as it holds `.hole`: a hole counted in the
-    /// sparse bytes, since it stores none of those bytes either.
+    /// A full block of zeros the source knows of without knowing whether it was a hole on disk
+    /// (lstore's store keeps every all-zero block as one). The image holds it as it holds `.hole`:
+    /// a hole counted in the sparse bytes, since the image stores none of those bytes either. (A
+    /// block of zeros the writer finds in raw data is a hole not counted, as mksquashfs counts
+    /// none in a file that is not sparse on disk.)
     case zeros
     /// The block's bytes: `blockSize` of them, or the rest of the file for the last block.
     case raw([UInt8])

@@ -12,7 +12,8 @@ struct FileLayout {
     var sizes: [UInt32] = []
     var fragment: UInt32 = Format.noFragment
     var fragmentOffset: UInt32 = 0
-    /// Bytes of the file's full blocks recorded as holes: data the image does not store.
+    /// Bytes of the holes the source declared (see `DataWriter.Output.hole`): the sparse bytes of
+    /// the file's inode.
     var sparse: UInt64 = 0
 }
 
@@ -51,8 +52,7 @@ struct ContentFingerprint: Hashable {
 /// block's offset and each block's stored size); a block stored raw has bit 24 of its size set; a
 /// hole (a full block of zeros) has size 0 and takes no space; a file's tail either is its last,
 /// short block (then the inode names no fragment) or lives in a fragment block at an offset, and
-/// fragment blocks are at most one block size before compression. The bytes of a file's holes are
-/// its sparse bytes, which make its inode extended (`InodeEncoder`).
+/// fragment blocks are at most one block size before compression.
 ///
 /// Placement, as mksquashfs does by default: a file of at least one block keeps its tail as a short
 /// block, so a store's compressed tail block is copied like any other; a file smaller than a block
@@ -101,8 +101,12 @@ final class DataWriter {
     }
 
     enum Output: Sendable {
-        /// A full block of zeros, recorded as a hole: nothing stored, its bytes counted as sparse.
-        case hole
+        /// A full block of zeros; `declared` when the source said so (`.hole`, a hole on disk or in
+        /// an image, or `.zeros`, a store's hole), not when the writer found the zeros in raw data:
+        /// only declared holes count as sparse bytes in the inode, so that a directory's image
+        /// counts what mksquashfs counts (the holes of files sparse on disk, not blocks of zeros
+        /// written out), and a store's image every hole the store keeps.
+        case hole(declared: Bool)
         /// Stored bytes: compressed, or raw when compression did not pay.
         case data([UInt8], compressed: Bool, copied: Bool, recompressed: Bool)
         /// A small file's data, as the source gave it, for a fragment.
@@ -339,13 +343,13 @@ final class DataWriter {
         for (index, job) in batch.jobs.enumerated() {
             guard let result = batch.results[index] else { preconditionFailure("a job of a finished batch has no result") }
             switch (job, result) {
-            case (.block(let file, _), .hole):
+            case (.block(let file, _), .hole(let declared)):
                 if !layouts[file].started {
                     layouts[file].start = output.offset
                     layouts[file].started = true
                 }
                 layouts[file].sizes.append(0)
-                layouts[file].sparse += UInt64(blockSize)
+                if declared { layouts[file].sparse += UInt64(blockSize) }
                 statistics.holes += 1
             case (.block(let file, _), .data(let bytes, let compressed, let copied, let recompressed)):
                 if !layouts[file].started {
@@ -483,7 +487,7 @@ private final class Worker: @unchecked Sendable {
     func process(_ job: DataWriter.Job) throws -> DataWriter.Output {
         switch job {
         case .block(_, .hole), .block(_, .zeros):
-            return .hole
+            return .hole(declared: true)
         case .block(_, .raw(let bytes)):
             return try compress(bytes, detectHole: true, recompressed: false)
         case .block(_, .stored(let stored)):
@@ -551,7 +555,7 @@ private final class Worker: @unchecked Sendable {
 
     private func compress(_ bytes: [UInt8], detectHole: Bool, recompressed: Bool) throws -> DataWriter.Output {
         try bytes.withUnsafeBytes { raw in
-            if detectHole && raw.count == blockSize && isAllZero(raw) { return .hole }
+            if detectHole && raw.count == blockSize && isAllZero(raw) { return .hole(declared: false) }
             if try compressor.compress(raw, into: &scratch) {
                 return .data(Array(scratch), compressed: true, copied: false, recompressed: recompressed)
             }
