@@ -8,11 +8,13 @@ import Glibc
 public enum SourceBlock: Sendable {
     /// A full block of zeros that is a hole in the source (a sparse file on disk). The image
     /// records it as a hole (block size 0), stores nothing, and counts it in the inode's sparse
-    /// bytes, as mksquashfs does for holes on disk.
+    /// bytes, so that the kernel reports the file's blocks as mksquashfs's image of it does.
     case hole
-    /// A full block of zeros the source knows of without saying it was a hole (lstore's store keeps
-    /// every all-zero block as one): a hole in the image too, not counted as sparse bytes, as
-    /// mksquashfs counts a block of zeros it reads.
+    /// A full block of zeros the source knows of without knowing whether it was a hole on disk
+    /// (lstore's store keeps every all-zero block as one). The image holds it as it holds `.hole`:
+    /// a hole counted in the sparse bytes, since the image stores none of those bytes either. (A
+    /// block of zeros the writer finds in raw data is a hole not counted, as mksquashfs counts
+    /// none in a file that is not sparse on disk.)
     case zeros
     /// The block's bytes: `blockSize` of them, or the rest of the file for the last block.
     case raw([UInt8])

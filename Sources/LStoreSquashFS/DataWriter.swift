@@ -12,7 +12,8 @@ struct FileLayout {
     var sizes: [UInt32] = []
     var fragment: UInt32 = Format.noFragment
     var fragmentOffset: UInt32 = 0
-    /// Bytes of the holes the source declared (see `DataWriter.Output.hole`).
+    /// Bytes of the holes the source declared (see `DataWriter.Output.hole`): the sparse bytes of
+    /// the file's inode.
     var sparse: UInt64 = 0
 }
 
@@ -100,9 +101,11 @@ final class DataWriter {
     }
 
     enum Output: Sendable {
-        /// A full block of zeros; `declared` when the source said so (a hole on disk or in a store),
-        /// not when the writer found the zeros: only declared holes count as sparse bytes in the
-        /// inode, as mksquashfs counts only the holes of files stored sparsely on disk.
+        /// A full block of zeros; `declared` when the source said so (`.hole`, a hole on disk or in
+        /// an image, or `.zeros`, a store's hole), not when the writer found the zeros in raw data:
+        /// only declared holes count as sparse bytes in the inode, so that a directory's image
+        /// counts what mksquashfs counts (the holes of files sparse on disk, not blocks of zeros
+        /// written out), and a store's image every hole the store keeps.
         case hole(declared: Bool)
         /// Stored bytes: compressed, or raw when compression did not pay.
         case data([UInt8], compressed: Bool, copied: Bool, recompressed: Bool)
@@ -483,10 +486,8 @@ private final class Worker: @unchecked Sendable {
 
     func process(_ job: DataWriter.Job) throws -> DataWriter.Output {
         switch job {
-        case .block(_, .hole):
+        case .block(_, .hole), .block(_, .zeros):
             return .hole(declared: true)
-        case .block(_, .zeros):
-            return .hole(declared: false)
         case .block(_, .raw(let bytes)):
             return try compress(bytes, detectHole: true, recompressed: false)
         case .block(_, .stored(let stored)):

@@ -238,6 +238,15 @@ public enum SquashFSError: Error, CustomStringConvertible, Equatable {
     /// A file the reader was asked for that the image does not hold.
     case notInImage(String)
 
+    /// The same error, its message starting with `path`, the image it is about.
+    func about(_ path: String) -> SquashFSError {
+        switch self {
+        case .corrupt(let message): .corrupt("\(path): \(message)")
+        case .unsupported(let message): .unsupported("\(path): \(message)")
+        default: self
+        }
+    }
+
     public var description: String {
         switch self {
         case .invalidOptions(let message): "invalid squashfs options: \(message)"

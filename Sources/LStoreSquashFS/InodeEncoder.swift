@@ -171,7 +171,7 @@ final class InodeEncoder: @unchecked Sendable {
                 header.encode(into: &out)
                 out.u64(layout.start)
                 out.u64(file.size)
-                out.u64(layout.sparse)
+                out.u64(Self.sparseBytes(layout.sparse, size: file.size))
                 out.u32(inode.nlink)
                 out.u32(layout.fragment)
                 out.u32(layout.fragmentOffset)
@@ -229,6 +229,14 @@ final class InodeEncoder: @unchecked Sendable {
             preconditionFailure("hardlinks are resolved to their holder in the plan")
         }
         return out.bytes
+    }
+
+    /// The sparse bytes an extended file inode records for `holes` bytes of holes in a file of
+    /// `size` bytes: the holes, but one byte less than the size for a file that is all holes, as
+    /// mksquashfs writes it. The kernel reports `(size - sparse + 511) / 512` blocks in use, so such
+    /// a file shows one block, not none.
+    static func sparseBytes(_ holes: UInt64, size: UInt64) -> UInt64 {
+        holes > 0 && holes >= size ? size - 1 : holes
     }
 
     private static func basicType(of node: Node) -> InodeType {

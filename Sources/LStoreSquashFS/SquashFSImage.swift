@@ -78,19 +78,22 @@ public final class SquashFSImage {
         let fileSize = UInt64(max(st.st_size, 0))
         guard fileSize >= UInt64(Format.superblockSize) else {
             close(fd)
-            throw SquashFSError.corrupt("\(path): \(fileSize) bytes is too short for a superblock")
+            throw SquashFSError.corrupt("\(path): truncated: \(fileSize) bytes, too short for a superblock")
         }
         var headerBytes = [UInt8](repeating: 0, count: Format.superblockSize)
         let got = headerBytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Format.superblockSize, 0) }
         guard got == Format.superblockSize else {
             close(fd)
-            throw SquashFSError.corrupt("\(path): cannot read the superblock")
+            throw SquashFSError.corrupt("\(path): truncated: cannot read the superblock")
         }
         let superblock: Superblock
         let codec: Codec
         do {
             superblock = try Superblock(decoding: headerBytes)
             codec = try Self.check(superblock, fileSize: fileSize)
+        } catch let error as SquashFSError {
+            close(fd)
+            throw error.about(path)
         } catch {
             close(fd)
             throw error
@@ -173,9 +176,10 @@ public final class SquashFSImage {
               UInt32(1) << sb.blockLog == size
         else { throw SquashFSError.corrupt("block size \(size) with block_log \(sb.blockLog)") }
         let header = UInt64(Format.superblockSize)
-        guard sb.bytesUsed >= header, sb.bytesUsed <= fileSize else {
-            throw SquashFSError.corrupt("bytes_used \(sb.bytesUsed) for a \(fileSize)-byte file")
+        guard sb.bytesUsed <= fileSize else {
+            throw SquashFSError.corrupt("truncated: \(fileSize) bytes of the \(sb.bytesUsed) the superblock says")
         }
+        guard sb.bytesUsed >= header else { throw SquashFSError.corrupt("bytes_used \(sb.bytesUsed), less than a superblock") }
         guard sb.inodeTableStart >= header, sb.inodeTableStart < sb.directoryTableStart,
               sb.directoryTableStart < sb.bytesUsed
         else { throw SquashFSError.corrupt("the inode and directory tables are out of place") }

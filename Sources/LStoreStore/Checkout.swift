@@ -5,17 +5,29 @@ import Glibc
 #endif
 
 extension Store {
+    /// Directories a loaded tree may nest, the root included (spec/store.md §5.1): few enough that
+    /// the readers that recurse through a tree (loading, walking, writing it out) stay well within
+    /// a worker thread's stack.
+    public static let maximumTreeDepth = 1024
+    /// Entries a loaded tree may hold in all, the root not counted (spec/store.md §5.1).
+    public static let maximumTreeEntries = 1 << 28
+
     /// Reads the whole tree `id` into memory, its regular files carrying their file object ids.
+    /// Refuses a tree deeper or larger than `maximumTreeDepth` and `maximumTreeEntries`.
     public func loadTree(_ id: Digest) throws -> Node {
         var count = 0
         return try loadDirectory(id, name: [], depth: 0, count: &count)
     }
 
     private func loadDirectory(_ id: Digest, name: [UInt8], depth: Int, count: inout Int) throws -> Node {
-        guard depth < 4096 else { throw StoreError.corrupt("tree \(id.short): nested too deeply") }
+        guard depth < Self.maximumTreeDepth else {
+            throw StoreError.corrupt("tree \(id.short): directories nested deeper than \(Self.maximumTreeDepth)")
+        }
         let tree = try tree(id)
         count += tree.entries.count
-        guard count <= 1 << 28 else { throw StoreError.corrupt("tree \(id.short): too many entries") }
+        guard count <= Self.maximumTreeEntries else {
+            throw StoreError.corrupt("tree \(id.short): more than \(Self.maximumTreeEntries) entries in all")
+        }
         var children: [Node] = []
         children.reserveCapacity(tree.entries.count)
         for entry in tree.entries {

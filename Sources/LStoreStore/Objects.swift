@@ -76,6 +76,39 @@ public struct FileObject: Equatable, Sendable {
     }
 }
 
+/// A commit header line that lstore does not interpret: kept verbatim, in order, so that a commit
+/// read and written again has the same bytes and id. See spec/store.md, "Headers lstore does not know".
+/// Later features (an OCI image's provenance, a recipe's) record what they add this way, and
+/// readers that predate them keep working.
+public struct CommitHeader: Equatable, Sendable {
+    /// 1–64 bytes of `a`–`z`, `0`–`9` and `-`, starting with a letter; not a key lstore reads.
+    public var key: String
+    /// Any text without a newline (newlines become spaces, as in `author`).
+    public var value: String
+
+    public init(key: String, value: String) {
+        precondition(Self.isValidKey(key), "commit header key '\(key)'")
+        self.key = key
+        self.value = Commit.oneLine(value)
+    }
+
+    /// The keys of the header lines every commit has, in their order: no other header may use them.
+    public static let knownKeys: Set<String> = ["tree", "parent", "time", "author", "source", "size", "files", "entries"]
+
+    /// Whether `key` may name a header that lstore does not interpret.
+    public static func isValidKey(_ key: Substring) -> Bool {
+        guard let first = key.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first), key.utf8.count <= 64 else {
+            return false
+        }
+        return key.utf8.allSatisfy {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                || $0 == UInt8(ascii: "-")
+        } && !knownKeys.contains(String(key))
+    }
+
+    public static func isValidKey(_ key: String) -> Bool { isValidKey(key[...]) }
+}
+
 /// A commit: a full snapshot of a tree plus its parents. See spec/store.md, "Commit objects".
 public struct Commit: Equatable, Sendable {
     public var tree: Digest
@@ -91,10 +124,12 @@ public struct Commit: Equatable, Sendable {
     public var files: UInt64
     /// Entries of every kind, the root included.
     public var entries: UInt64
+    /// The header lines after `entries`, which this version of lstore does not interpret, in order.
+    public var extraHeaders: [CommitHeader]
     public var message: String
 
     public init(tree: Digest, parents: [Digest], time: Int64, author: String, source: String,
-                size: UInt64, files: UInt64, entries: UInt64, message: String) {
+                size: UInt64, files: UInt64, entries: UInt64, extraHeaders: [CommitHeader] = [], message: String) {
         self.tree = tree
         self.parents = parents
         self.time = time
@@ -103,40 +138,60 @@ public struct Commit: Equatable, Sendable {
         self.size = size
         self.files = files
         self.entries = entries
+        self.extraHeaders = extraHeaders
         self.message = message
     }
 
-    private static func oneLine(_ text: String) -> String {
-        String(text.map { $0.isNewline ? " " : $0 })
+    /// `text` with each newline (a `Character` whose `isNewline` holds: LF, VT, FF, CR, CR LF
+    /// together, NEL, U+2028, U+2029) replaced by one space: a header value is one line.
+    static func oneLine(_ text: String) -> String {
+        guard text.contains(where: \.isNewline) else { return text }
+        return String(text.map { $0.isNewline ? " " : $0 })
     }
 
     public func encoded() -> [UInt8] {
         var text = "tree \(tree.hex)\n"
         for parent in parents { text += "parent \(parent.hex)\n" }
         text += "time \(time)\nauthor \(author)\nsource \(source)\n"
-        text += "size \(size)\nfiles \(files)\nentries \(entries)\n\n"
+        text += "size \(size)\nfiles \(files)\nentries \(entries)\n"
+        for header in extraHeaders { text += "\(header.key) \(header.value)\n" }
+        text += "\n"
         text += message
         return Array(text.utf8)
     }
 
+    /// Decodes a commit and checks that it is in the one form `encoded()` writes (spec/store.md
+    /// §6), so that what is read, written again, keeps its id.
     public init(decoding bytes: UnsafeRawBufferPointer, id: Digest) throws {
         func corrupt(_ why: String) -> StoreError { .corrupt("commit \(id.short): \(why)") }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw corrupt("not UTF-8") }
-        guard let split = text.range(of: "\n\n") else { throw corrupt("no blank line after the header") }
-        var lines = text[..<split.lowerBound].split(separator: "\n", omittingEmptySubsequences: false)[...]
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw corrupt("not UTF-8") }
+        let newline = UInt8(ascii: "\n")
+        // The header ends at the first empty line: the first "\n\n".
+        var end = 0
+        while end + 1 < bytes.count, !(bytes[end] == newline && bytes[end + 1] == newline) { end += 1 }
+        guard end + 1 < bytes.count else { throw corrupt("no blank line after the header") }
+        // Cut at ASCII newlines, each line is whole UTF-8.
+        var lines = bytes[..<(end + 1)].split(separator: newline, omittingEmptySubsequences: false).dropLast()
+            .map { String(decoding: UnsafeRawBufferPointer(rebasing: $0), as: UTF8.self) }[...]
+        // Keys and values are compared and cut as bytes: a value may begin with a combining mark.
+        func value(of line: String, key: String) -> Substring? {
+            let prefix = Array((key + " ").utf8)
+            guard line.utf8.starts(with: prefix) else { return nil }
+            return Substring(line.utf8.dropFirst(prefix.count))
+        }
         func field(_ key: String) throws -> Substring {
-            guard let line = lines.first, line.hasPrefix(key + " ") else { throw corrupt("expected '\(key)'") }
+            guard let line = lines.first, let value = value(of: line, key: key) else { throw corrupt("expected '\(key)'") }
             lines = lines.dropFirst()
-            return line.dropFirst(key.count + 1)
+            return value
         }
         func number<T: FixedWidthInteger>(_ key: String) throws -> T {
             let value = try field(key)
-            guard let n = T(value), String(n) == value else { throw corrupt("bad \(key) '\(value)'") }
+            guard let n = T(value), String(n) == value else { throw corrupt("bad \(key) '\(Array(value.utf8).printable)'") }
             return n
         }
         guard let tree = Digest(hex: try field("tree")) else { throw corrupt("bad tree id") }
         var parents: [Digest] = []
-        while let line = lines.first, line.hasPrefix("parent ") {
+        while let line = lines.first, value(of: line, key: "parent") != nil {
             guard let parent = Digest(hex: try field("parent")) else { throw corrupt("bad parent id") }
             parents.append(parent)
         }
@@ -146,8 +201,19 @@ public struct Commit: Equatable, Sendable {
         let size: UInt64 = try number("size")
         let files: UInt64 = try number("files")
         let entries: UInt64 = try number("entries")
-        guard lines.isEmpty else { throw corrupt("unexpected header line '\(lines.first!)'") }
+        var extra: [CommitHeader] = []
+        for line in lines {
+            guard let space = line.utf8.firstIndex(of: UInt8(ascii: " ")),
+                  case let key = Substring(line.utf8[..<space]), CommitHeader.isValidKey(key) else {
+                throw corrupt("bad header line '\(Array(line.utf8.prefix(80)).printable)'")
+            }
+            extra.append(CommitHeader(key: String(key), value: String(Substring(line.utf8[line.utf8.index(after: space)...]))))
+        }
+        let message = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(end + 2)...]), as: UTF8.self)
         self.init(tree: tree, parents: parents, time: time, author: author, source: source,
-                  size: size, files: files, entries: entries, message: String(text[split.upperBound...]))
+                  size: size, files: files, entries: entries, extraHeaders: extra, message: message)
+        guard encoded().elementsEqual(bytes) else {
+            throw corrupt("not in canonical form (upper-case hex digits, or a newline character in a header value)")
+        }
     }
 }

@@ -58,6 +58,15 @@ struct RoundTripTests {
         let a = try showJSON("corner"), b = try showJSON("from-tar")
         let diff = try lstoreOK(["diff", "corner", "from-tar"], store: store)
         #expect(diff == "D /sock\n", "the tarball holds exactly the committed tree but the socket: \(diff)")
+        // `show` counts the same data and files, one entry less (the socket), and names the tarball.
+        for key in ["size", "files"] {
+            let committed = try #require(a[key] as? Int, "show --json gives \(key)")
+            #expect(b[key] as? Int == committed, "\(key) of the tarball's commit: \(b[key] ?? "none")")
+        }
+        let entries = try #require(a["entries"] as? Int, "show --json gives entries")
+        #expect(b["entries"] as? Int == entries - 1, "all entries but the socket: \(b["entries"] ?? "none")")
+        #expect(b["source"] as? String == tarball)
+        #expect(a["tree"] as? String != b["tree"] as? String, "the trees differ by the socket")
     }
 
     @Test(arguments: ["tar", "tar.gz", "tar.zst", "tar.xz"])
@@ -76,20 +85,24 @@ struct RoundTripTests {
 
     @Test func identicalTreesShareEverything() throws {
         try lstoreOK(["commit", tree, "--ref", "a"], store: store)
-        let before = try statsJSON()["storedBytes"] as? Int ?? 0
+        let before = try #require(try statsJSON()["storedBytes"] as? Int, "stats --json gives storedBytes")
         try lstoreOK(["commit", tree, "--ref", "b"], store: store)
-        let after = try statsJSON()["storedBytes"] as? Int ?? 0
-        #expect(after - before < 4096, "a second commit of the same tree stores only a commit: \(after - before) bytes")
-        #expect(try showJSON("a")["tree"] as? String == showJSON("b")["tree"] as? String)
+        let after = try #require(try statsJSON()["storedBytes"] as? Int, "stats --json gives storedBytes")
+        #expect(before > 1 << 20, "the first commit stored the tree's data: \(before) bytes")
+        #expect(after >= before && after - before < 4096,
+                "a second commit of the same tree stores only a commit: \(after - before) bytes")
+        let treeA = try #require(try showJSON("a")["tree"] as? String, "show --json gives the tree")
+        let treeB = try #require(try showJSON("b")["tree"] as? String, "show --json gives the tree")
+        #expect(treeA == treeB && treeA.count == 64, "one tree id: \(treeA), \(treeB)")
     }
 
     func showJSON(_ revision: String) throws -> [String: Any] {
         let text = try lstoreOK(["show", revision, "--json"], store: store)
-        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+        return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "show --json: \(text)")
     }
 
     func statsJSON() throws -> [String: Any] {
         let text = try lstoreOK(["stats", "--json"], store: store)
-        return try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+        return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "stats --json: \(text)")
     }
 }

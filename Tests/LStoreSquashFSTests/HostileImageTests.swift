@@ -65,7 +65,12 @@ struct HostileImageTests {
         lengths += [95, 96, 97, bytesUsed - 1]
         for length in lengths {
             let path = try write(Array(bytes[0..<length]), "truncated.sfs")
-            #expect(throws: (any Error).self, "\(length) of \(bytesUsed) bytes") { try readEverything(path) }
+            // One line naming the image and saying it is cut short, before anything past the end is read.
+            let expected = length < 96
+                ? "corrupt squashfs image: \(path): truncated: \(length) bytes, too short for a superblock"
+                : "corrupt squashfs image: \(path): truncated: \(length) bytes of the \(bytesUsed) the superblock says"
+            let error = #expect(throws: SquashFSError.self, "\(length) of \(bytesUsed) bytes") { try readEverything(path) }
+            #expect(error.map { "\($0)" } == expected)
         }
     }
 

@@ -49,9 +49,14 @@ import Testing
                             source: "/srv/rootfs/base", size: 6, files: 1, entries: 7, message: "minimal base\n").encoded()
         let child = Commit(tree: sha256(emptyTree), parents: [sha256(commit)], time: 1_700_000_100, author: "steve@desk",
                            source: "nvidia.tar.zst", size: 0, files: 0, entries: 1, message: "").encoded()
+        let headers = Commit(tree: sha256(emptyTree), parents: [sha256(child)], time: 1_700_000_200, author: "steve@desk",
+                             source: "debian-12.oci.tar", size: 0, files: 0, entries: 1,
+                             extraHeaders: [CommitHeader(key: "oci-image", value: "docker.io/library/debian:12"),
+                                            CommitHeader(key: "recipe", value: "base.toml")],
+                             message: "from an image\n").encoded()
         return [("block hello", hello), ("file hello", helloFile), ("file sparse", sparseFile),
                 ("tree empty", emptyTree), ("tree etc", etc), ("tree root", root),
-                ("commit base", commit), ("commit child", child)]
+                ("commit base", commit), ("commit child", child), ("commit headers", headers)]
     }
 
     /// `vector NAME: ID` lines and `bytes NAME: HEX` lines of the spec.
@@ -78,7 +83,7 @@ import Testing
             if bytes.count <= 200 { #expect(spec["bytes \(name)"] == hex, "spec/store.md: bytes of \(name)") }
         }
         if ProcessInfo.processInfo.environment["LSTORE_PRINT_VECTORS"] != nil { print(printed) }
-        #expect(spec.count >= 8)
+        #expect(spec.count >= 9)
     }
 
     /// The pack entry of §13: *block hello* as a zstd:6 store writes it (raw, since compressing
