@@ -24,9 +24,11 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.
+        .target(name: "LStoreImage", dependencies: ["LStoreStore", "LStoreSquashFS", "LStoreTar", "LStoreTree", "LStoreCompression"]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
         .target(name: "LStoreStore", dependencies: [
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",

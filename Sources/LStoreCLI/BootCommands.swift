@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LStoreImage
 import LStoreSquashFS
 import LStoreStore
 import LStoreTree
@@ -210,7 +211,7 @@ extension BootCommand {
                     try makeDirectories(directory)
                 }
                 let imageOptions = try self.imageOptions.squashFSOptions(store: store, time: commit.time)
-                try writeImage(bootRoot, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
+                try writeImageReporting(bootRoot, source: StoreBlockSource(store: store), options: imageOptions, to: staging + "/image.sfs",
                                display: layout.image(name))
                 try syncPath(staging + "/image.sfs")
                 try kernelSource.write(to: kernelStaging + "/vmlinuz", contents: contents)
