@@ -24,9 +24,12 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreBoot", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
+            "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Boot staging (spec/boot.md §10): a layer's image, its own kernel and initramfs, BLS and GRUB entries.
+        .target(name: "LStoreBoot", dependencies: ["LStoreImage", "LStoreStore", "LStoreSquashFS", "LStoreTree", "CLStoreSys"]),
         // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.
         .target(name: "LStoreImage", dependencies: ["LStoreStore", "LStoreSquashFS", "LStoreTar", "LStoreTree", "LStoreCompression"]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
@@ -61,6 +64,7 @@ let package = Package(
         .testTarget(name: "LStoreTreeTests", dependencies: ["LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreBootTests", dependencies: ["LStoreBoot", "LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
