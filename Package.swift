@@ -1,8 +1,14 @@
 // swift-tools-version:6.0
 // lstore: immutable, reproducible, inheritable root filesystems.
 //
-// Dependencies point one way:
-//   lstore → LStoreCLI → LStoreSync → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
+// Dependencies point one way, down this list; each target uses only targets below it:
+//   lstore                                    the command
+//   LStoreCLI                                 arguments, progress, human and --json output
+//   LStoreBoot, LStoreSync                    features: boot staging; moving layers between stores
+//   LStoreImage                               between the store and images: checkout, commit of a source
+//   LStoreStore, LStoreSquashFS, LStoreTar    the store; images and tarballs, which know nothing of the store
+//   LStoreTree, LStoreCompression             the tree model; the codecs
+//   CLStoreSys and the C libraries from apt
 import PackageDescription
 
 /// A C library that Debian ships as `apt` package `apt`, found through pkg-config name `pkg`.
@@ -22,12 +28,17 @@ let package = Package(
     targets: [
         // The command: a few lines that hand over to LStoreCLI.
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
-        // One file per subcommand, output formatting, exit codes.
+        // One file per group of subcommands: arguments, progress, human and --json output, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreBoot", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
+            "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
+        // Boot staging (spec/boot.md §10): a layer's image, its own kernel and initramfs, BLS and GRUB entries.
+        .target(name: "LStoreBoot", dependencies: ["LStoreImage", "LStoreStore", "LStoreSquashFS", "LStoreTree", "CLStoreSys"]),
+        // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.
+        .target(name: "LStoreImage", dependencies: ["LStoreStore", "LStoreSquashFS", "LStoreTar", "LStoreTree", "LStoreCompression"]),
+        // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, commits onto a ref, fsck, gc.
         .target(name: "LStoreStore", dependencies: [
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
@@ -59,6 +70,7 @@ let package = Package(
         .testTarget(name: "LStoreTreeTests", dependencies: ["LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreBootTests", dependencies: ["LStoreBoot", "LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LStoreCompression
+import LStoreImage
 import LStoreSquashFS
 import LStoreStore
 import LStoreTar
@@ -57,7 +58,7 @@ struct CheckoutCommand: ParsableCommand {
         defer { bar.finish() }
         if let squashfs {
             let options = try imageOptions.squashFSOptions(store: store, time: commit.time)
-            let result = try writeImage(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
+            let result = try writeImageReporting(root, source: StoreBlockSource(store: store), options: options, to: squashfs)
             bar.finish()
             if output.json { try printJSON(imageSummary(result, path: squashfs, options: options)) }
         } else if let dir {

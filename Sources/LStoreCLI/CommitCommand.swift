@@ -1,8 +1,7 @@
 import ArgumentParser
 import Foundation
-import LStoreSquashFS
+import LStoreImage
 import LStoreStore
-import LStoreTar
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
@@ -47,70 +46,21 @@ struct CommitCommand: ParsableCommand {
 
     func run() throws {
         let store = try storeOptions.open()
-        let absolute = source.hasPrefix("/") ? source : FileManager.default.currentDirectoryPath + "/" + source
-        var st = stat()
-        guard stat(source, &st) == 0 else { throw FileError(path: source, operation: "stat", errno: errno) }
-
-        let started = Timestamp(seconds: Int64(Date().timeIntervalSince1970))
-        var saveCache: () -> Void = {}
-        let writer = try StoreWriter(store: store)
-        let ingest = Ingest(writer: writer, threads: threads ?? availableCores())
-        let root: Node
-        if st.st_mode & S_IFMT == S_IFDIR {
-            // Files are read, hashed and compressed while the scan goes on.
-            let bar = ProgressBar("committing", total: 0, bytes: true)
-            ingest.progress = { bar.update($0) }
-            let absoluteSource = URL(fileURLWithPath: absolute).standardizedFileURL.path
-            let pipeline = ingest.startFiles(cache: noCache ? FileCache() : FileCache.load(for: absoluteSource, in: store))
-            let scanned: ScannedTree
-            do {
-                scanned = try Scanner(onFile: { pipeline.submit($0) }).scan(source)
-            } catch {
-                try? pipeline.finish()
-                throw error
-            }
-            try pipeline.finish()
-            bar.finish()
-            root = scanned.root
-            saveCache = { [started] in
-                try? FileCache.save(scanned.files, since: started, for: absoluteSource, in: store)
-            }
-        } else if st.st_mode & S_IFMT == S_IFREG, isSquashFS(source) {
-            root = try commitImage(source, ingest: ingest)
-        } else if st.st_mode & S_IFMT == S_IFREG {
-            let bar = ProgressBar("reading \(URL(fileURLWithPath: source).lastPathComponent)", total: 0, bytes: false)
-            root = try TarReader(progress: { bar.update(UInt64($0)) }).read(source) { size, read in
-                try ingest.ingestStream(size: size, read: read)
-            }.root
-            bar.finish()
-        } else {
-            throw CommandError("\(source): neither a directory nor a tarball")
-        }
-        let (tree, stats) = try ingest.storeTree(root)
-
+        let layer = try LayerImport(source, store: store, threads: threads ?? availableCores())
+        layer.useFileCache = !noCache
         let explicitParents = try parent.map { try store.resolve($0) }
-        var current = try store.ref(ref)
         let time = try commitTime()
-        let author = self.author ?? defaultAuthor()
-        // Another commit to the same ref may land while ours runs: then ours goes on top of it.
-        for _ in 0..<100 {
-            let commit = Commit(tree: tree, parents: parent.isEmpty ? (current.map { [$0] } ?? []) : explicitParents,
-                                time: time, author: author, source: absolute, size: stats.size, files: stats.files,
-                                entries: stats.entries, message: message)
-            let id = try ingest.storeCommit(commit)
-            try writer.finish()
-            do {
-                let firstLine = message.split(separator: "\n").first.map(String.init) ?? ""
-                try store.updateRef(ref, to: id, expecting: parent.isEmpty ? (current.map { .value($0) } ?? .absent) : .any,
-                                    message: "commit: \(firstLine)")
-                saveCache()
-                print(id.hex)
-                return
-            } catch StoreError.refMoved(_, _, let actual) {
-                current = actual
-            }
+        let bar: ProgressBar? = switch layer.kind {
+        case .directory: ProgressBar("committing", total: 0, bytes: true)
+        case .tarball: ProgressBar("reading \(URL(fileURLWithPath: source).lastPathComponent)", total: 0, bytes: false)
+        case .squashfs: nil
         }
-        throw CommandError("ref '\(ref)' keeps moving; gave up")
+        var progress: (@Sendable (UInt64) -> Void)?
+        if let bar { progress = { bar.update($0) } }
+        let id = try layer.commit(ref: ref, parents: parent.isEmpty ? nil : explicitParents, time: time,
+                                  author: author ?? defaultAuthor(), message: message, progress: progress,
+                                  treeStored: { bar?.finish() })
+        print(id.hex)
     }
 
     private func commitTime() throws -> Int64 {
@@ -120,39 +70,6 @@ struct CommitCommand: ParsableCommand {
         }
         return Int64(Date().timeIntervalSince1970)
     }
-}
-
-/// True when the file starts with squashfs's magic, `hsqs`.
-func isSquashFS(_ path: String) -> Bool {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-    defer { try? handle.close() }
-    return (try? handle.read(upToCount: 4)) == Data("hsqs".utf8)
-}
-
-/// Reads a squashfs image's tree and stores its files' data, block by block.
-func commitImage(_ path: String, ingest: Ingest) throws -> Node {
-    let image = try SquashFSImage(path: path)
-    let root = try image.readTree()
-    let blockSize = ingest.writer.store.blockSize
-    var files: [(path: [UInt8], node: Node)] = []
-    root.walk { relative, node in
-        if case .regular = node.content { files.append((relative, node)) }
-    }
-    for (relative, node) in files {
-        guard case .regular(var file) = node.content else { continue }
-        file.content = try ingest.ingestBlocks(size: file.size) { consume in
-            try image.forEachBlock(of: file, path: relative, blockSize: blockSize) { block in
-                switch block {
-                case .hole, .zeros: try consume(.hole)
-                case .raw(let bytes): try bytes.withUnsafeBytes { try consume(.data($0)) }
-                case .stored: throw CommandError("\(path): the image reader handed over a compressed block")
-                }
-            }
-        }
-        file.sourcePath = nil
-        node.content = .regular(file)
-    }
-    return root
 }
 
 func defaultAuthor() -> String {

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import LStoreCompression
 import LStoreStore
-import LStoreTar
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
@@ -52,11 +51,9 @@ public struct LStoreCommand: ParsableCommand {
             Glibc.exit(0)
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
-        } catch let error as ValidationError {
-            Self.exit(withError: error)
-        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
-            // --help and `help` come back from run() as the parser's own (internal) error type,
-            // which prints the help and exits 0.
+        } catch where Self.exitCode(for: error) != .failure {
+            // What the parser knows gets its own exit: help (`help`, `--help` after a subcommand)
+            // printed with status 0, a ValidationError with the usage and status 64.
             Self.exit(withError: error)
         } catch {
             note("lstore: \(error)")

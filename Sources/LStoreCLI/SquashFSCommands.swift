@@ -1,84 +1,10 @@
 import ArgumentParser
 import Foundation
 import LStoreCompression
+import LStoreImage
 import LStoreSquashFS
 import LStoreStore
 import LStoreTree
-
-/// The store as the squashfs writer's block source. When the image's block size is the store's,
-/// every block goes over as stored, so the writer copies it unchanged when the codec and level are
-/// the image's too (direct materialisation); otherwise the data is cut again at the image's size.
-struct StoreBlockSource: BlockSource {
-    let store: Store
-
-    func forEachBlock(of file: RegularFile, path: [UInt8], blockSize: Int,
-                      _ body: (SourceBlock) throws -> Void) throws {
-        guard let id = file.content else { throw CommandError("/\(path.printable): the tree names no data") }
-        let object = try store.file(id)
-        if object.blockSize == blockSize {
-            var scratch: [UInt8] = []
-            for block in object.blocks {
-                if block == .zero {
-                    // The store does not know whether the block was a hole on disk.
-                    try body(.zeros)
-                    continue
-                }
-                let stored = try store.storedBlock(block, scratch: &scratch)
-                let tried = stored.codec == .none && stored.triedCodec != .none
-                    ? CompressionSpec(codec: stored.triedCodec, level: stored.level) : nil
-                let spec = CompressionSpec(codec: stored.codec, level: stored.codec == .none ? 0 : stored.level)
-                try body(.stored(StoredBlock(bytes: stored.bytes, spec: spec,
-                                             rawLength: stored.rawLength, digest: block, notSmallerWith: tried)))
-            }
-            return
-        }
-        // Another block size: the data, cut again.
-        var pending: [UInt8] = []
-        pending.reserveCapacity(blockSize)
-        var left = file.size
-        func emit() throws {
-            let full = pending.count == blockSize
-            try body(full && pending.allSatisfy { $0 == 0 } ? .zeros : .raw(pending))
-            left -= UInt64(pending.count)
-            pending.removeAll(keepingCapacity: true)
-        }
-        try StoreContentWriter(store: store).stream(file) { bytes in
-            var rest = bytes[...]
-            while !rest.isEmpty {
-                let want = Int(min(UInt64(blockSize), left)) - pending.count
-                let take = min(want, rest.count)
-                pending.append(contentsOf: rest.prefix(take))
-                rest = rest.dropFirst(take)
-                if pending.count == Int(min(UInt64(blockSize), left)) { try emit() }
-            }
-        }
-    }
-}
-
-/// The store's cache of compressed fragment blocks, as the squashfs writer asks for it. A key is
-/// the SHA-256 of the fragment's description (spec/store.md, "Caches"); flag 1 marks compressed bytes.
-struct StoreFragmentCache: FragmentCache {
-    let cache: BlobCache
-
-    static func digest(of key: FragmentKey) -> Digest {
-        var description = Array("lstore fragment 1\0\(key.spec.codec) \(key.spec.level) \(key.blockSize)\0".utf8)
-        description.reserveCapacity(description.count + key.pieces.count * 40)
-        for piece in key.pieces {
-            piece.digest.withUnsafeBytes { description.append(contentsOf: $0) }
-            withUnsafeBytes(of: UInt64(piece.length).littleEndian) { description.append(contentsOf: $0) }
-        }
-        return sha256(description)
-    }
-
-    func fragment(for key: FragmentKey) -> CachedFragment? {
-        guard let (bytes, flags) = cache.get(Self.digest(of: key)) else { return nil }
-        return CachedFragment(bytes: bytes, compressed: flags & 1 != 0)
-    }
-
-    func save(_ fragment: CachedFragment, for key: FragmentKey) {
-        cache.put(Self.digest(of: key), bytes: fragment.bytes, flags: fragment.compressed ? 1 : 0)
-    }
-}
 
 /// Options of every command that writes an image.
 struct ImageOptions: ParsableArguments {
@@ -97,56 +23,40 @@ struct ImageOptions: ParsableArguments {
     @Flag(name: .customLong("no-fragment-cache"), help: "checkout, boot stage: compress every fragment block, neither using nor filling the store's cache.")
     var noFragmentCache = false
 
-    /// The writer's options, defaulting to `compression` and `blockSize` (the store's).
-    func squashFSOptions(compression defaultSpec: CompressionSpec, blockSize defaultSize: Int, time: Int64) throws -> SquashFSOptions {
-        let spec = try compression.map { try CompressionSpec(parsing: $0) } ?? defaultSpec
-        var size = defaultSize
+    /// What the flags ask of the image: `--mkfs-time`, else `SOURCE_DATE_EPOCH`, else the default time.
+    func settings() throws -> ImageSettings {
+        let spec = try compression.map { try CompressionSpec(parsing: $0) }
+        var size: Int?
         if let blockSize {
             guard let parsed = parseSize(blockSize) else { throw CommandError("invalid block size '\(blockSize)'") }
             size = parsed
         }
-        var seconds = time
+        var seconds: Int64?
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"], let value = Int64(epoch) { seconds = value }
         if let mkfsTime { seconds = Int64(mkfsTime) }
-        return SquashFSOptions(compression: spec, blockSize: size, modificationTime: UInt32(clamping: max(0, seconds)),
-                               threads: threads ?? availableCores())
+        return ImageSettings(compression: spec, blockSize: size,
+                             modificationTime: seconds, threads: threads ?? availableCores(), useFragmentCache: !noFragmentCache)
     }
-}
 
-extension ImageOptions {
-    /// The writer's options for an image of a commit in `store`: the store's codec, level and block
-    /// size unless given, its fragment cache unless `--no-fragment-cache`, and, when the image's
-    /// settings are the store's (direct materialisation), small files whose stored form has 3 KiB
-    /// or more as blocks of their own, so that their stored blocks are copied (spec/squashfs.md §4).
-    /// 3 KiB: on the Debian chain, the first checkout of a layer about 11 times as fast as
-    /// mksquashfs for an image 1.6% larger; 4 KiB gave 9.8 times and 1.4%, 2 KiB 1.9%.
+    /// The writer's options for an image of a commit made at `time` in `store` (`ImageSettings.options(for:time:)`).
     func squashFSOptions(store: Store, time: Int64) throws -> SquashFSOptions {
-        var options = try squashFSOptions(compression: store.compression, blockSize: store.blockSize, time: time)
-        if !noFragmentCache { options.fragmentCache = StoreFragmentCache(cache: store.openFragmentCache()) }
-        if options.compression == store.compression && options.blockSize == store.blockSize {
-            options.ownBlockMinimum = 3072
-        }
-        return options
+        try settings().options(for: store, time: time)
     }
 }
 
-/// Writes an image to a temporary name and renames it into place, so that a failure leaves no
-/// half image; says once what squashfs could not hold, naming the image `display` (default: `path`).
+/// Writes an image (`LStoreImage.writeImage`) and says once what squashfs could not hold, naming
+/// the image `display` (default: `path`).
 @discardableResult
-func writeImage(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String,
-                display: String? = nil) throws -> SquashFSWriteResult {
-    let temporary = path + ".lstore-tmp"
-    do {
-        let result = try SquashFSWriter(options: options).write(root, source: source, to: temporary)
-        guard rename(temporary, path) == 0 else { throw FileError(path: path, operation: "rename", errno: errno) }
-        if !result.report.isEmpty {
-            for line in "\(result.report)".split(separator: "\n") { note("lstore: warning: \(display ?? path): \(line)") }
-        }
-        return result
-    } catch {
-        unlink(temporary)
-        throw error
-    }
+func writeImageReporting(_ root: Node, source: some BlockSource, options: SquashFSOptions, to path: String,
+                         display: String? = nil) throws -> SquashFSWriteResult {
+    let result = try writeImage(root, source: source, options: options, to: path)
+    warnAbout(result.report, image: display ?? path)
+    return result
+}
+
+/// `lstore: warning: IMAGE: ...`, a line for each kind of thing squashfs could not hold.
+func warnAbout(_ report: SquashFSReport, image: String) {
+    for line in "\(report)".split(separator: "\n") { note("lstore: warning: \(image): \(line)") }
 }
 
 /// What `--json` prints after an image is written.
@@ -172,9 +82,9 @@ struct SquashfsCommand: ParsableCommand {
 
     func run() throws {
         let scanned = try Scanner().scan(directory)
-        let options = try imageOptions.squashFSOptions(compression: try CompressionSpec(parsing: "zstd:6"), blockSize: 128 << 10,
-                                                       time: Int64(Date().timeIntervalSince1970))
-        let result = try writeImage(scanned.root, source: DirectoryBlockSource(), options: options, to: image)
+        let options = try imageOptions.settings().options(compression: try CompressionSpec(parsing: "zstd:6"), blockSize: 128 << 10,
+                                                          time: Int64(Date().timeIntervalSince1970))
+        let result = try writeImageReporting(scanned.root, source: DirectoryBlockSource(), options: options, to: image)
         if output.json { try printJSON(imageSummary(result, path: image, options: options)) }
     }
 }

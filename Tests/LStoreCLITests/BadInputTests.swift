@@ -148,4 +148,26 @@ struct BadInputTests {
         let result = try lstore(["refs"], store: scratch.sub("ok"))
         #expect(result.status != 0 && result.stderr.contains("not an lstore store"), "\(result.stderr)")
     }
+
+    /// The parser's own errors keep its exits: help 0, a usage error 64 with the usage; ours are
+    /// one `lstore:` line and 1.
+    @Test func usageErrorsAndHelpExitAsTheParserSays() throws {
+        for command in [["boot", "stage", "--help"], ["help", "boot", "stage"]] {
+            let help = try lstore(command)
+            #expect(help.status == 0 && help.stdout.contains("USAGE: lstore boot stage") && help.stderr.isEmpty,
+                    "\(command): \(help.status) \(help.stdout)\(help.stderr)")
+        }
+        for (command, message) in [
+            (["boot", "stage", "base", "--no-such-option"], "Error: Unknown option '--no-such-option'"),
+            (["boot", "stage", "base", "--kernel", "/etc/hostname"], "Error: --kernel needs --initrd: an initramfs made for that kernel"),
+            (["checkout", "base"], "Error: give exactly one of --dir, --tar or --squashfs"),
+        ] {
+            let result = try lstore(command, store: store)
+            #expect(result.status == 64 && result.stderr.hasPrefix(message + "\n") && result.stderr.contains("Usage: lstore"),
+                    "\(command): \(result.status) \(result.stderr)")
+        }
+        let ours = try lstore(["boot", "default", "nothing", "--boot-dir", scratch.sub("boot")])
+        #expect(ours.status == 1 && ours.stderr == "lstore: no layer named 'nothing' is staged in \(scratch.sub("boot"))/lstore (lstore boot list shows them)\n",
+                "\(ours.stderr)")
+    }
 }

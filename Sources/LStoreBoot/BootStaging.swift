@@ -1,6 +1,5 @@
 import CLStoreSys
 import Foundation
-import LStoreStore
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
@@ -20,14 +19,31 @@ import Glibc
 ///
 /// The kernel sits next to the entry (on the ESP) because a boot loader reads an entry's files
 /// from the partition the entry is on; the image sits in BOOT, read by the initramfs.
-struct BootLayout {
-    let bootDirectory: String
-    let esp: String
+public struct BootLayout: Sendable {
+    public let bootDirectory: String
+    public let esp: String
 
-    static let nameRule = "1 to 64 of A-Z a-z 0-9 . _ + -, not starting with . or -"
+    public init(bootDirectory: String, esp: String) {
+        self.bootDirectory = bootDirectory
+        self.esp = esp
+    }
+
+    /// Where `lstore boot` puts things when only `--boot-dir` may be given: the ESP is BOOT, except
+    /// that the system's own /boot, without a loader/ of its own, looks for /efi or /boot/efi holding
+    /// loader/ (a --boot-dir elsewhere keeps everything there).
+    public static func choosing(bootDirectory: String, esp: String?) -> BootLayout {
+        if let esp { return BootLayout(bootDirectory: bootDirectory, esp: esp) }
+        var chosen = bootDirectory
+        if bootDirectory == "/boot", !isDirectory("/boot/loader") {
+            chosen = ["/efi", "/boot/efi"].first { isDirectory($0 + "/loader") } ?? bootDirectory
+        }
+        return BootLayout(bootDirectory: bootDirectory, esp: chosen)
+    }
+
+    public static let nameRule = "1 to 64 of A-Z a-z 0-9 . _ + -, not starting with . or -"
 
     /// A staged layer's name becomes file names and a GRUB menu entry id.
-    static func isValidName(_ name: String) -> Bool {
+    public static func isValidName(_ name: String) -> Bool {
         guard (1...64).contains(name.utf8.count), let first = name.utf8.first,
               first != UInt8(ascii: "."), first != UInt8(ascii: "-") else { return false }
         return name.utf8.allSatisfy { byte in
@@ -36,18 +52,18 @@ struct BootLayout {
         }
     }
 
-    var layersDirectory: String { bootDirectory + "/lstore" }
-    func layerDirectory(_ name: String) -> String { layersDirectory + "/" + name }
-    func kernelDirectory(_ name: String) -> String { esp + "/lstore/" + name }
-    func image(_ name: String) -> String { layerDirectory(name) + "/image.sfs" }
-    func entry(_ name: String) -> String { esp + "/loader/entries/lstore-" + name + ".conf" }
-    var loaderConfiguration: String { esp + "/loader/loader.conf" }
-    var grubConfiguration: String { layersDirectory + "/grub.cfg" }
-    var defaultFile: String { layersDirectory + "/default" }
-    var kernelsApart: Bool { realPath(esp) != realPath(bootDirectory) }
+    public var layersDirectory: String { bootDirectory + "/lstore" }
+    public func layerDirectory(_ name: String) -> String { layersDirectory + "/" + name }
+    public func kernelDirectory(_ name: String) -> String { esp + "/lstore/" + name }
+    public func image(_ name: String) -> String { layerDirectory(name) + "/image.sfs" }
+    public func entry(_ name: String) -> String { esp + "/loader/entries/lstore-" + name + ".conf" }
+    public var loaderConfiguration: String { esp + "/loader/loader.conf" }
+    public var grubConfiguration: String { layersDirectory + "/grub.cfg" }
+    public var defaultFile: String { layersDirectory + "/default" }
+    public var kernelsApart: Bool { realPath(esp) != realPath(bootDirectory) }
 
     /// The staged layers, by name.
-    func staged() throws -> [StagedLayer] {
+    public func staged() throws -> [StagedLayer] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: layersDirectory) else { return [] }
         return names.sorted().filter(Self.isValidName).compactMap { name in
             guard let data = FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json") else { return nil }
@@ -56,17 +72,17 @@ struct BootLayout {
     }
 
     /// The layer staged as `name`, when there is one.
-    func staged(_ name: String) -> StagedLayer? {
+    public func staged(_ name: String) -> StagedLayer? {
         FileManager.default.contents(atPath: layerDirectory(name) + "/layer.json").flatMap(StagedLayer.init(json:))
     }
 
     /// The staged layers whose images are deltas over `name`'s.
-    func stackedOver(_ name: String) throws -> [String] {
+    public func stackedOver(_ name: String) throws -> [String] {
         try staged().filter { $0.stack.contains(name) }.map(\.name)
     }
 
     /// The default layer's name, when there is one.
-    func defaultName() -> String? {
+    public func defaultName() -> String? {
         guard let data = FileManager.default.contents(atPath: defaultFile) else { return nil }
         let name = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return name.isEmpty ? nil : name
@@ -74,7 +90,7 @@ struct BootLayout {
 
     /// Writes `BOOT/lstore/grub.cfg` again from every staged layer's menu entry and the default,
     /// unless a one-time choice (`grub-reboot`, which sets `boot_once`) is in force.
-    func writeGrubConfiguration() throws {
+    public func writeGrubConfiguration() throws {
         var text = "# Written by lstore boot: the staged layers. Do not edit; `lstore boot` writes it again.\n"
         let layers = try staged()
         for layer in layers {
@@ -89,7 +105,7 @@ struct BootLayout {
     }
 
     /// Sets `default` in loader.conf to `name`'s entry, or removes lstore's default line (nil).
-    func writeLoaderDefault(_ name: String?, removingOnly removed: String? = nil) throws {
+    public func writeLoaderDefault(_ name: String?, removingOnly removed: String? = nil) throws {
         let existing = FileManager.default.contents(atPath: loaderConfiguration).map { String(decoding: $0, as: UTF8.self) }
         guard existing != nil || name != nil else { return }
         var lines = (existing ?? "").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -107,15 +123,15 @@ struct BootLayout {
 }
 
 /// What `layer.json` records of a staged layer.
-struct StagedLayer {
-    var name: String
-    var revision: String
-    var commit: String
-    var kernelVersion: String?
+public struct StagedLayer: Equatable, Sendable {
+    public var name: String
+    public var revision: String
+    public var commit: String
+    public var kernelVersion: String?
     /// The staged layers this one's image is a delta over, bottom first (empty: a whole image).
-    var stack: [String] = []
+    public var stack: [String] = []
 
-    init(name: String, revision: String, commit: String, kernelVersion: String?, stack: [String] = []) {
+    public init(name: String, revision: String, commit: String, kernelVersion: String?, stack: [String] = []) {
         self.name = name
         self.revision = revision
         self.commit = commit
@@ -123,7 +139,7 @@ struct StagedLayer {
         self.stack = stack
     }
 
-    init?(json: Data) {
+    public init?(json: Data) {
         guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
               let name = object["name"] as? String, let revision = object["revision"] as? String,
               let commit = object["commit"] as? String else { return nil }
@@ -132,9 +148,10 @@ struct StagedLayer {
     }
 
     /// The layer its image is a delta over, when it is one.
-    var base: String? { stack.last }
+    public var base: String? { stack.last }
 
-    var json: String {
+    /// What `layer.json` holds: sorted keys, pretty-printed.
+    public var json: String {
         var object: [String: Any] = ["name": name, "revision": revision, "commit": commit]
         if let kernelVersion { object["kernelVersion"] = kernelVersion }
         if !stack.isEmpty { object["stack"] = stack }
@@ -146,17 +163,17 @@ struct StagedLayer {
 // MARK: - The layer's kernel
 
 /// A kernel and initramfs found in a layer's tree.
-struct LayerKernel {
-    var version: String
-    var kernel: (path: String, node: Node)
-    var initrd: (path: String, node: Node)?
+public struct LayerKernel {
+    public var version: String
+    public var kernel: (path: String, node: Node)
+    public var initrd: (path: String, node: Node)?
 
     /// The newest kernel in `root`: `/boot/vmlinuz-VERSION` (Debian, Fedora, Arch's `vmlinuz-linux`)
     /// or `/usr/lib/modules/VERSION/vmlinuz` (Arch, Fedora), with its initramfs:
     /// `/boot/initrd.img-VERSION`, `/boot/initramfs-VERSION.img`, `/boot/initramfs-PKGBASE.img`
     /// (Arch, `PKGBASE` from `/usr/lib/modules/VERSION/pkgbase`), `/usr/lib/modules/VERSION/initrd`
     /// or `/usr/lib/modules/VERSION/initramfs.img`.
-    static func find(in root: Node, readText: (Node) throws -> String) rethrows -> LayerKernel? {
+    public static func find(in root: Node, readText: (Node) throws -> String) rethrows -> LayerKernel? {
         var found: [(version: String, path: String)] = []
         let prefix = Array("vmlinuz-".utf8)
         for child in root.resolve("/boot")?.node.directory?.children ?? [] where child.name.starts(with: prefix) {
@@ -185,10 +202,10 @@ struct LayerKernel {
         return LayerKernel(version: version, kernel: (newest.path, kernel.node), initrd: initrd)
     }
 
-    static let initrdPlaces = "/boot/initrd.img-VERSION, /boot/initramfs-VERSION.img, /usr/lib/modules/VERSION/initrd"
+    public static let initrdPlaces = "/boot/initrd.img-VERSION, /boot/initramfs-VERSION.img, /usr/lib/modules/VERSION/initrd"
 
     /// `6.1.0-9` before `6.1.0-10`: digit runs compare as numbers, everything else as bytes.
-    static func versionPrecedes(_ a: String, _ b: String) -> Bool {
+    public static func versionPrecedes(_ a: String, _ b: String) -> Bool {
         func parts(_ text: String) -> [(Bool, String)] {
             var result: [(Bool, String)] = []
             for character in text {
@@ -212,7 +229,7 @@ struct LayerKernel {
 extension Node {
     /// Follows `path` from this root, resolving symlinks (absolute ones from this root) in every
     /// component, as the layer's own system would; hardlinks lead to the node holding the data.
-    func resolve(_ path: String, hops: Int = 0) -> (path: String, node: Node)? {
+    public func resolve(_ path: String, hops: Int = 0) -> (path: String, node: Node)? {
         guard hops < 40 else { return nil }
         var node = self
         var resolved: [String] = []
@@ -248,19 +265,24 @@ extension Node {
 
 /// The file system holding a path, from `/proc/self/mountinfo`: how a boot loader or an initramfs
 /// names that path (relative to the file system's root) and the device holding it.
-struct FileSystemPlace {
+public struct FileSystemPlace: Sendable {
     /// The path inside the file system, from its root: what `lstore.image=` and a BLS entry name.
-    var pathInFileSystem: String
-    var fileSystemType: String
-    var source: String
-    var device: (major: UInt32, minor: UInt32)
+    public var pathInFileSystem: String
+    public var fileSystemType: String
+    public var source: String
+    public var device: (major: UInt32, minor: UInt32)
 
     /// Where the existing path `path` lives; nil when /proc/self/mountinfo does not say.
-    init?(of path: String) {
+    public init?(of path: String) {
         guard let data = FileManager.default.contents(atPath: "/proc/self/mountinfo") else { return nil }
-        let real = realPath(path)
+        self.init(ofRealPath: realPath(path), mountinfo: String(decoding: data, as: UTF8.self))
+    }
+
+    /// Where `real`, a path without symlinks, lives by the mount table `mountinfo` (the text of
+    /// /proc/self/mountinfo): the longest mount point holding it, the last one of equal length.
+    public init?(ofRealPath real: String, mountinfo: String) {
         var best: (mountPoint: String, root: String, type: String, source: String, device: (UInt32, UInt32))?
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+        for line in mountinfo.split(separator: "\n") {
             let fields = line.split(separator: " ").map { Self.unescape(String($0)) }
             guard fields.count >= 10, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
             let numbers = fields[2].split(separator: ":").compactMap { UInt32($0) }
@@ -304,7 +326,7 @@ struct FileSystemPlace {
 
     /// The file system's UUID: from udev's `/dev/disk/by-uuid` links, else from `blkid` on the
     /// mount's source device; nil for file systems without one (tmpfs, overlay).
-    var uuid: String? {
+    public var uuid: String? {
         let links = "/dev/disk/by-uuid"
         for name in (try? FileManager.default.contentsOfDirectory(atPath: links)) ?? [] {
             var info = stat()
@@ -334,14 +356,14 @@ struct FileSystemPlace {
 // MARK: - Files
 
 /// The path with symlinks resolved; the path itself when it does not exist.
-func realPath(_ path: String) -> String {
+public func realPath(_ path: String) -> String {
     guard let resolved = realpath(path, nil) else { return path }
     defer { free(resolved) }
     return String(cString: resolved)
 }
 
 /// Writes `text` under a temporary name, fsyncs it and renames it to `path`.
-func writeFileAtomically(_ text: String, to path: String) throws {
+public func writeFileAtomically(_ text: String, to path: String) throws {
     let temporary = path + ".lstore-tmp"
     do {
         let fd = try systemCall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
@@ -362,14 +384,25 @@ func writeFileAtomically(_ text: String, to path: String) throws {
 }
 
 /// Flushes a written file or directory to disk.
-func syncPath(_ path: String) throws {
+public func syncPath(_ path: String) throws {
     let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
     defer { close(fd) }
     try systemCall("fsync", path: path) { fsync(fd) }
 }
 
+/// Makes the directory `path` and those above it that are missing.
+public func makeDirectories(_ path: String) throws {
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+}
+
+/// True when `path` is a directory (or a symlink to one).
+public func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+}
+
 /// Removes `path` and everything below it; nothing when it does not exist.
-func removeTree(_ path: String) throws {
+public func removeTree(_ path: String) throws {
     var info = stat()
     guard lstat(path, &info) == 0 else { return }
     try FileManager.default.removeItem(atPath: path)
