@@ -52,8 +52,9 @@ public struct LStoreCommand: ParsableCommand {
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
         } catch where Self.exitCode(for: error) != .failure {
-            // What the parser knows gets its own exit: help (`help`, `--help` after a subcommand)
-            // printed with status 0, a ValidationError with the usage and status 64.
+            // The parser's own errors, known by the exit it gives them: help (`--help`, `lstore
+            // help`), printed with status 0; a ValidationError, with the usage and status 64.
+            // Every other error is ours: one line, status 1.
             Self.exit(withError: error)
         } catch {
             note("lstore: \(error)")
