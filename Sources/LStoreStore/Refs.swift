@@ -84,8 +84,7 @@ extension Store {
         }
         all.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
         let text = all.map { "\($0.commit.hex) \($0.name)\n" }.joined()
-        try writeFileAtomically(Array(text.utf8), to: layout.refs, layout: layout)
-        try syncDirectory(layout.root)
+        try layout.writeFileAtomically(Array(text.utf8), to: layout.refs)
         try appendReflog(ReflogEntry(time: currentTime(), name: name, old: old, new: new, message: message))
     }
 

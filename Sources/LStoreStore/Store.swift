@@ -69,8 +69,7 @@ public final class Store: @unchecked Sendable {
             }
         }
         // The config is written last: a store without one is not a store yet.
-        try writeFileAtomically(config.encoded(), to: layout.config, layout: layout)
-        try syncDirectory(path)
+        try layout.writeFileAtomically(config.encoded(), to: layout.config)
         return try open(at: path)
     }
 
