@@ -1,4 +1,5 @@
 import LStoreCompression
+import LStoreTree
 
 /// The constants of SquashFS 4.0 (AgentD/squashfs-tools-ng `doc/format.adoc`, Linux
 /// `fs/squashfs/squashfs_fs.h`). All integers on disk are little-endian.
@@ -172,24 +173,11 @@ extension Codec {
     var superblockId: UInt16 { self == .none ? UInt16(Codec.gzip.rawValue) : UInt16(rawValue) }
 }
 
-/// Appends little-endian integers and bytes.
-struct LittleEndianWriter {
-    var bytes: [UInt8] = []
+/// Appends little-endian integers and bytes: the one writer of LStoreTree.
+typealias LittleEndianWriter = ByteWriter
 
-    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
-
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { integer(value) }
-    mutating func u32(_ value: UInt32) { integer(value) }
-    mutating func u64(_ value: UInt64) { integer(value) }
-    mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
-
-    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-}
-
-/// Reads little-endian integers from bytes in memory; too little input throws, never traps.
+/// Reads little-endian integers from bytes in memory it keeps, with LStoreTree's `ByteReader`:
+/// too little input throws `SquashFSError.corrupt` naming `what`, never traps.
 struct LittleEndianReader {
     let bytes: [UInt8]
     private(set) var offset = 0
@@ -202,24 +190,27 @@ struct LittleEndianReader {
 
     var remaining: Int { bytes.count - offset }
 
-    mutating func u8() throws -> UInt8 { try integer() }
-    mutating func u16() throws -> UInt16 { try integer() }
-    mutating func u32() throws -> UInt32 { try integer() }
-    mutating func u64() throws -> UInt64 { try integer() }
+    mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
+    mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
+    mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
+    mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
+    mutating func bytes(_ count: Int) throws -> [UInt8] { try read { try $0.array(count) } }
 
-    mutating func bytes(_ count: Int) throws -> [UInt8] {
-        guard count >= 0, count <= remaining else { throw SquashFSError.corrupt("\(what): truncated") }
-        defer { offset += count }
-        return Array(bytes[offset..<offset + count])
-    }
-
-    private mutating func integer<T: FixedWidthInteger>() throws -> T {
-        let size = MemoryLayout<T>.size
-        guard size <= remaining else { throw SquashFSError.corrupt("\(what): truncated") }
-        var value: T = 0
-        for i in 0..<size { value |= T(bytes[offset + i]) << (8 * i) }
-        offset += size
+    /// Reads with a `ByteReader` over what is left, and moves past what it read.
+    private mutating func read<T>(_ body: (inout ByteReader<SquashFSError>) throws -> T) throws -> T {
+        let start = offset
+        let (value, used) = try bytes.withUnsafeBytes { raw in
+            var reader = ByteReader<SquashFSError>(UnsafeRawBufferPointer(rebasing: raw[start...]), what: what)
+            return (try body(&reader), reader.offset)
+        }
+        offset += used
         return value
+    }
+}
+
+extension SquashFSError: TruncatedInputError {
+    public init(truncated what: String, at offset: Int, needed: Int) {
+        self = .corrupt("\(what): truncated")
     }
 }
 

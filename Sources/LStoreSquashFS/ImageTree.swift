@@ -322,15 +322,7 @@ public struct SquashFSContentWriter: ContentWriter {
             case .zeros(let count):
                 offset += UInt64(count)
             case .bytes(let bytes):
-                try bytes.withUnsafeBytes { raw in
-                    var done = 0
-                    while done < raw.count {
-                        let n = try systemCall("write", path: display) {
-                            pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                        }
-                        done += n
-                    }
-                }
+                try bytes.withUnsafeBytes { try writeAll(fd, $0, at: off_t(offset), display: display) }
                 offset += UInt64(bytes.count)
             }
         }

@@ -62,7 +62,7 @@ final class OutputFile {
     /// Writes `bytes` at `position`, outside the append stream (the superblock), after every append.
     func write(_ bytes: [UInt8], at position: UInt64) throws {
         try finish()
-        try Self.writeAll([bytes], at: position, fd: fd, display: display)
+        try bytes.withUnsafeBytes { try LStoreTree.writeAll(fd, $0, at: off_t(position), display: display) }
     }
 
     private func check() throws {
@@ -86,7 +86,8 @@ final class OutputFile {
     /// Pieces per `pwritev` (Linux's `IOV_MAX`).
     private static let maximumPieces = 1024
 
-    /// Writes `pieces` one after the other from `position`, resuming after short writes.
+    /// Writes `pieces` one after the other from `position` with `pwritev`, resuming after short
+    /// writes: the vectored form of `LStoreTree.writeAll(_:_:at:display:)`.
     private static func writeAll(_ pieces: [[UInt8]], at position: UInt64, fd: Int32, display: String) throws {
         var vectors: [iovec] = []
         vectors.reserveCapacity(pieces.count)

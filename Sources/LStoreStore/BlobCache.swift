@@ -149,14 +149,13 @@ public final class BlobCache: @unchecked Sendable {
                     size = state.validEnd
                 }
                 if size == 0 {
-                    guard pwrite(fd, Self.magic, Self.magic.count, 0) == Self.magic.count else { return }
+                    guard (try? Self.magic.withUnsafeBytes({ try writeAll(fd, $0, at: 0, display: path) })) != nil else { return }
                     size = UInt64(Self.magic.count)
                 }
             }
             // Saved already, by this process or by another one since the map was taken.
             guard state.entries[key] == nil, !state.known.contains(key) else { return }
-            let written = entry.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(size)) }
-            if written == entry.count {
+            if (try? entry.withUnsafeBytes({ try writeAll(fd, $0, at: off_t(size), display: path) })) != nil {
                 state.validEnd = size + UInt64(entry.count)
                 state.known.insert(key)
             } else {

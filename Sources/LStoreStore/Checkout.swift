@@ -70,14 +70,8 @@ public final class StoreContentWriter: ContentWriter {
             let length = object.length(ofBlock: index)
             try readBlock(blockID, length: length)
             try block.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < length {
-                    let written = try systemCall("write", path: display) {
-                        pwrite(fd, raw.baseAddress! + offset, length - offset,
-                               off_t(index) * off_t(object.blockSize) + off_t(offset))
-                    }
-                    offset += written
-                }
+                try writeAll(fd, UnsafeRawBufferPointer(rebasing: raw[0..<length]), at: off_t(index) * off_t(object.blockSize),
+                             display: display)
             }
         }
     }

@@ -89,11 +89,7 @@ public struct FileCache: Sendable {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw FileError(path: directory, operation: "mkdir", errno: errno) }
         }
         // Not fsynced: losing it costs a slower commit, nothing more.
-        let temporary = path + ".\(getpid()).tmp"
-        let fd = try systemCall("create", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600) }
-        defer { close(fd) }
-        try out.bytes.withUnsafeBytes { try writeAll(fd, $0, display: temporary) }
-        try systemCall("rename", path: path) { rename(temporary, path) }
+        try writeFileAtomically(out.bytes, to: path, mode: 0o600, durable: false)
     }
 
     /// Where caches live: `$LSTORE_CACHE`, `$XDG_CACHE_HOME/lstore` or `~/.cache/lstore`.

@@ -235,7 +235,7 @@ struct ReachableWalker {
         for (index, block) in object.blocks.enumerated() where block != .zero {
             guard blocks.insert(block).inserted else { continue }
             let length = object.length(ofBlock: index)
-            guard let (pack, location) = store.locate(block, kind: .block) else {
+            guard let (pack, location) = store.find(block, kind: .block) else {
                 errors.append("\(path) in commit \(commit.short): missing block \(block.short)")
                 continue
             }

@@ -16,7 +16,7 @@ struct StoreLayout: Sendable {
     /// Derived data, not part of the store's content: `gc` removes it.
     var cacheDirectory: String { root + "/cache" }
     var fragmentCache: String { cacheDirectory + "/fragments" }
-    /// Shared by every writer for its whole run, exclusive for gc and repack.
+    /// Shared by every open store (readers and writers) for its whole life, exclusive for gc and repack.
     var storeLock: String { root + "/lock" }
     /// Exclusive while refs are read, compared and replaced.
     var refsLock: String { root + "/refs.lock" }
@@ -30,17 +30,45 @@ struct StoreLayout: Sendable {
 
 /// An advisory lock (`flock`) on a file, released when the value goes away, or when the process
 /// dies, however it dies.
-final class FileLock {
+final class FileLock: @unchecked Sendable {
     private let fd: Int32
+    private let path: String
 
     init(path: String, exclusive: Bool) throws {
         fd = try systemCall("open", path: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        self.path = path
         do {
-            try systemCall("lock", path: path) { flock(fd, exclusive ? LOCK_EX : LOCK_SH) }
+            try relock(exclusive: exclusive)
         } catch {
             close(fd)
             throw error
         }
+    }
+
+    /// The lock a reader takes: `path` locked shared. A lock file that this process may not create
+    /// or write (a read-only store) is opened for reading; when it is absent there too, there is
+    /// no lock to take (nil), and nothing can gc that store meanwhile either.
+    static func reader(of path: String) throws -> FileLock? {
+        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 && [EROFS, EACCES, EPERM].contains(errno) {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 && errno == ENOENT { return nil }
+        }
+        guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+        let lock = FileLock(fd: fd, path: path)
+        try lock.relock(exclusive: false)
+        return lock
+    }
+
+    private init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    /// Takes the lock shared or exclusive, waiting for whoever holds it the other way; a lock held
+    /// already is converted (released first, as `flock` does, then taken again).
+    func relock(exclusive: Bool) throws {
+        try systemCall("lock", path: path) { flock(fd, exclusive ? LOCK_EX : LOCK_SH) }
     }
 
     deinit {

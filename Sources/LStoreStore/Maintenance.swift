@@ -115,8 +115,7 @@ extension Store {
         if let spec = recompress {
             var newConfig = config
             newConfig.compression = spec
-            try writeFileAtomically(newConfig.encoded(), to: layout.config, layout: layout)
-            try syncDirectory(layout.root)
+            try layout.writeFileAtomically(newConfig.encoded(), to: layout.config)
             config = newConfig
         }
         // The new packs are durable: now the old ones may go (index first, so no index names a

@@ -207,8 +207,7 @@ final class PackWriter {
         // The pack's name is durable before an index can name it.
         try syncDirectory(layout.packsDirectory)
         let index = PackIndex.encode(entries: entries, packChecksum: digest)
-        try writeFileAtomically(index, to: layout.packPath(name, ext: "idx"), layout: layout)
-        try syncDirectory(layout.packsDirectory)
+        try layout.writeFileAtomically(index, to: layout.packPath(name, ext: "idx"))
         return name
     }
 }
@@ -222,34 +221,10 @@ func hex128(_ digest: (high: UInt64, low: UInt64)) -> String {
     return hex(digest.high) + hex(digest.low)
 }
 
-func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, display: String) throws {
-    var offset = 0
-    while offset < bytes.count {
-        let written = try systemCall("write", path: display) {
-            Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-        }
-        offset += written
+extension StoreLayout {
+    /// Replaces the store file at `path` atomically and durably (`LStoreTree.writeFileAtomically`),
+    /// through a temporary in `tmp/`, where gc finds what a crash left.
+    func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+        try LStoreTree.writeFileAtomically(bytes, to: path, temporary: temporaryPath("file"))
     }
-}
-
-/// Writes `bytes` to a temporary file, fsyncs it and renames it to `path`.
-func writeFileAtomically(_ bytes: [UInt8], to path: String, layout: StoreLayout) throws {
-    let temp = layout.temporaryPath("file")
-    let fd = try systemCall("create", path: temp) { open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
-    do {
-        try bytes.withUnsafeBytes { try writeAll(fd, $0, display: temp) }
-        try systemCall("fsync", path: temp) { fsync(fd) }
-        close(fd)
-        try systemCall("rename", path: path) { rename(temp, path) }
-    } catch {
-        close(fd)
-        unlink(temp)
-        throw error
-    }
-}
-
-func syncDirectory(_ path: String) throws {
-    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-    defer { close(fd) }
-    try systemCall("fsync", path: path) { fsync(fd) }
 }

@@ -75,7 +75,7 @@ extension Store {
             throw StoreError.refMoved(name: name, expected: expecting.digest, actual: old)
         default: break
         }
-        if let new, !contains(new, kind: .commit) { throw StoreError.missingObject(.commit, new) }
+        if let new, find(new, kind: .commit) == nil { throw StoreError.missingObject(.commit, new) }
         switch (index, new) {
         case (let i?, let new?): all[i].commit = new
         case (let i?, nil): all.remove(at: i)
@@ -84,8 +84,7 @@ extension Store {
         }
         all.sort { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
         let text = all.map { "\($0.commit.hex) \($0.name)\n" }.joined()
-        try writeFileAtomically(Array(text.utf8), to: layout.refs, layout: layout)
-        try syncDirectory(layout.root)
+        try layout.writeFileAtomically(Array(text.utf8), to: layout.refs)
         try appendReflog(ReflogEntry(time: currentTime(), name: name, old: old, new: new, message: message))
     }
 
@@ -146,16 +145,22 @@ extension Store {
 
     private func resolveBase(_ text: String, original: String) throws -> Digest {
         if let id = try ref(text) { return id }
-        if let id = Digest(hex: text), contains(id, kind: .commit) { return id }
+        if let id = Digest(hex: text), find(id, kind: .commit) != nil { return id }
         let lower = text.lowercased()
         guard lower.count >= 4, lower.allSatisfy(\.isHexDigit) else { throw StoreError.unknownRevision(original) }
-        var matches = Set<Digest>()
-        for index in indexes {
-            for i in 0..<index.count where index.location(at: i)?.kind == .commit {
-                let id = index.id(at: i)
-                if id.hex.hasPrefix(lower) { matches.insert(id) }
+        func commits(startingWith prefix: String) -> Set<Digest> {
+            var matches = Set<Digest>()
+            for index in indexes {
+                for i in 0..<index.count where index.location(at: i)?.kind == .commit {
+                    let id = index.id(at: i)
+                    if id.hex.hasPrefix(prefix) { matches.insert(id) }
+                }
             }
+            return matches
         }
+        var matches = commits(startingWith: lower)
+        // As for a whole id: a commit published since the packs were listed is looked for too.
+        if matches.isEmpty, try reloadIndexes() { matches = commits(startingWith: lower) }
         guard matches.count == 1 else {
             throw matches.isEmpty ? StoreError.unknownRevision(original)
                 : StoreError.invalidArgument("'\(original)' is ambiguous: \(matches.count) commits start with it")

@@ -20,12 +20,17 @@ public func sha256(_ bytes: [UInt8]) -> Digest {
 /// A content-addressed store of root filesystem trees: blocks, file objects, trees and commits in
 /// write-once packs, and refs naming commits. See spec/store.md.
 ///
-/// A `Store` sees the packs present when it was opened plus those it wrote itself. Reading is safe
-/// from many threads at once.
+/// A `Store` holds the store lock (`lock`) shared from `open` until it goes away, so no gc or repack
+/// runs while it reads (spec/store.md §10). It sees the packs present when it was opened, those it
+/// wrote itself, and those another process published since, which it looks for whenever an object
+/// is not in the packs it knows. Reading is safe from many threads at once.
 public final class Store: @unchecked Sendable {
     public let path: String
     public internal(set) var config: StoreConfig
     let layout: StoreLayout
+    /// The store lock, held shared; nil when the store is on a filesystem this process cannot
+    /// write and has no lock file (nothing can gc it then).
+    let lock: FileLock?
     private let state: Locked<State>
     private let spareDecompressors = Locked<[Decompressors]>([])
 
@@ -41,9 +46,10 @@ public final class Store: @unchecked Sendable {
     public var blockSize: Int { config.blockSize }
     public var compression: CompressionSpec { config.compression }
 
-    private init(path: String, config: StoreConfig) {
+    private init(path: String, config: StoreConfig, lock: FileLock?) {
         self.path = path
         self.config = config
+        self.lock = lock
         layout = StoreLayout(root: path)
         state = Locked(State())
     }
@@ -69,22 +75,25 @@ public final class Store: @unchecked Sendable {
             }
         }
         // The config is written last: a store without one is not a store yet.
-        try writeFileAtomically(config.encoded(), to: layout.config, layout: layout)
-        try syncDirectory(path)
+        try layout.writeFileAtomically(config.encoded(), to: layout.config)
         return try open(at: path)
     }
 
-    /// Opens the store at `path`.
+    /// Opens the store at `path` and takes its lock shared (waiting while a gc or repack runs),
+    /// then lists its packs: everything a ref read later names is in them or in a pack published
+    /// after, which a lookup that misses finds.
     public static func open(at path: String) throws -> Store {
         let layout = StoreLayout(root: path)
         guard let text = try? readSmallFile(layout.config, limit: 4096) else { throw StoreError.noStore(path) }
-        let store = Store(path: path, config: try StoreConfig(decoding: String(decoding: text, as: UTF8.self)))
+        let config = try StoreConfig(decoding: String(decoding: text, as: UTF8.self))
+        let store = Store(path: path, config: config, lock: try FileLock.reader(of: layout.storeLock))
         try store.reloadIndexes()
         return store
     }
 
-    /// Maps every index in `packs/` that is not mapped yet.
-    func reloadIndexes() throws {
+    /// Maps every index in `packs/` that is not mapped yet. Returns whether it mapped any.
+    @discardableResult
+    func reloadIndexes() throws -> Bool {
         let names = try listDirectory(layout.packsDirectory)
             .compactMap { name -> String? in
                 let text = String(decoding: name, as: UTF8.self)
@@ -100,9 +109,13 @@ public final class Store: @unchecked Sendable {
                 broken[name] = "\(error)"
             }
         }
-        state.withLock {
-            $0.indexes.append(contentsOf: added)
-            $0.broken = broken
+        return state.withLock { state in
+            // Another thread may have mapped some of them meanwhile.
+            let present = Set(state.indexes.map(\.name))
+            let new = added.filter { !present.contains($0.name) }
+            state.indexes.append(contentsOf: new)
+            state.broken = broken
+            return !new.isEmpty
         }
     }
 
@@ -131,11 +144,49 @@ public final class Store: @unchecked Sendable {
         locate(id, kind: kind) != nil
     }
 
+    /// Where object `id` is, in the packs this store has mapped. Writers ask this: a miss costs
+    /// them a second copy of an object at worst, which gc drops.
     func locate(_ id: Digest, kind: ObjectKind) -> (pack: String, location: PackLocation)? {
         for index in indexes.reversed() {
             if let location = index.lookup(id, kind: kind) { return (index.name, location) }
         }
         return nil
+    }
+
+    /// Where object `id` is, for a reader: when the packs mapped do not have it, maps the indexes
+    /// published since (once) and looks again, so an object another process stored before this
+    /// one read a ref naming it is found.
+    func find(_ id: Digest, kind: ObjectKind) -> (pack: String, location: PackLocation)? {
+        if let found = locate(id, kind: kind) { return found }
+        guard (try? reloadIndexes()) == true else { return nil }
+        return locate(id, kind: kind)
+    }
+
+    /// Reads with `body` from the pack that holds `id`. When that pack is gone (a gc that did not
+    /// wait for this store, which holds no lock, rewrote it), forgets it, maps the packs published
+    /// since and tries once more: gc publishes the new pack before it removes the old one.
+    private func withPack<R>(of id: Digest, kind: ObjectKind,
+                             _ body: (_ pack: String, _ fd: Int32, _ location: PackLocation) throws -> R) throws -> R {
+        for attempt in 0..<2 {
+            guard let (pack, location) = find(id, kind: kind) else { break }
+            let fd: Int32
+            do {
+                fd = try packFile(pack)
+            } catch let error as FileError where error.errno == ENOENT && attempt == 0 {
+                forgetVanished(pack)
+                try reloadIndexes()
+                continue
+            }
+            return try body(pack, fd, location)
+        }
+        throw StoreError.missingObject(kind, id)
+    }
+
+    /// Forgets a pack whose file is gone and that this store never opened.
+    private func forgetVanished(_ name: String) {
+        state.withLock { state in
+            if state.packFiles[name] == nil { state.indexes.removeAll { $0.name == name } }
+        }
     }
 
     private func packFile(_ name: String) throws -> Int32 {
@@ -152,13 +203,18 @@ public final class Store: @unchecked Sendable {
     /// pack entry's header and XXH3 checksum. Returns the entry's location.
     @discardableResult
     func readStored(_ id: Digest, kind: ObjectKind, into buffer: inout [UInt8]) throws -> PackLocation {
-        guard let (pack, location) = locate(id, kind: kind) else { throw StoreError.missingObject(kind, id) }
-        try readStored(pack: pack, location: location, expecting: id, into: &buffer)
-        return location
+        try withPack(of: id, kind: kind) { pack, fd, location in
+            try readStored(pack: pack, fd: fd, location: location, expecting: id, into: &buffer)
+            return location
+        }
     }
 
     func readStored(pack: String, location: PackLocation, expecting id: Digest, into buffer: inout [UInt8]) throws {
-        let fd = try packFile(pack)
+        try readStored(pack: pack, fd: try packFile(pack), location: location, expecting: id, into: &buffer)
+    }
+
+    private func readStored(pack: String, fd: Int32, location: PackLocation, expecting id: Digest,
+                            into buffer: inout [UInt8]) throws {
         let total = PackFormat.entryHeaderSize + Int(location.storedLength)
         guard total <= PackFormat.entryHeaderSize + PackFormat.maxObjectSize else {
             throw StoreError.corrupt("pack \(pack): object \(id.short) too large")
@@ -198,8 +254,13 @@ public final class Store: @unchecked Sendable {
     /// The stored (compressed) bytes of object `id`, checked against their checksum, read straight
     /// into an array of their own.
     func readStoredBytes(_ id: Digest, kind: ObjectKind) throws -> (location: PackLocation, bytes: [UInt8]) {
-        guard let (pack, location) = locate(id, kind: kind) else { throw StoreError.missingObject(kind, id) }
-        let fd = try packFile(pack)
+        try withPack(of: id, kind: kind) { pack, fd, location in
+            try readStoredBytes(pack: pack, fd: fd, location: location, expecting: id)
+        }
+    }
+
+    private func readStoredBytes(pack: String, fd: Int32, location: PackLocation,
+                                 expecting id: Digest) throws -> (location: PackLocation, bytes: [UInt8]) {
         let length = Int(location.storedLength)
         guard length <= PackFormat.maxObjectSize else { throw StoreError.corrupt("pack \(pack): object \(id.short) too large") }
         var header = [UInt8](repeating: 0, count: PackFormat.entryHeaderSize)

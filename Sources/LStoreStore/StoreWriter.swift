@@ -5,16 +5,20 @@ import Synchronization
 import Glibc
 #endif
 
-/// Adds objects to a store for one write operation (a commit, a pull, a gc). Holds the store lock
-/// shared for its whole life, so gc, which takes it exclusively, never removes what a running
-/// writer relies on. Thread-safe: many workers add objects at once.
+/// Adds objects to a store for one write operation (a commit, a pull, a gc). The store lock is held
+/// shared for its whole life (by its `Store`, which holds it from `open`), so gc, which takes it
+/// exclusively, never removes what a running writer relies on; a gc's writer converts its store's
+/// lock to exclusive and back. Thread-safe: many workers add objects at once.
 ///
 /// Objects go into packs in `tmp/`; `finish()` publishes them (pack, then index). Until then no
 /// reader sees them; if the writer is dropped unfinished, or the process dies, nothing remains
 /// but temporary files that gc clears.
 public final class StoreWriter: @unchecked Sendable {
     public let store: Store
-    private let lock: FileLock
+    /// The lock this writer took itself, when its store holds none.
+    private let ownLock: FileLock?
+    /// Whether it made its store's lock exclusive, to make shared again at the end.
+    private let converted: Bool
     private let state: Locked<State>
 
     private struct State {
@@ -29,10 +33,21 @@ public final class StoreWriter: @unchecked Sendable {
     /// Opens a writer on `store`, waiting while a gc or repack runs.
     public init(store: Store, exclusive: Bool = false) throws {
         self.store = store
-        lock = try FileLock(path: store.layout.storeLock, exclusive: exclusive)
+        if let lock = store.lock {
+            if exclusive { try lock.relock(exclusive: true) }
+            ownLock = nil
+            converted = exclusive
+        } else {
+            ownLock = try FileLock(path: store.layout.storeLock, exclusive: exclusive)
+            converted = false
+        }
         state = Locked(State())
-        // A gc that ran before we took the lock may have replaced packs.
+        // A gc that ran before we took the lock (or while it was converted) may have replaced packs.
         try store.refreshIndexes()
+    }
+
+    deinit {
+        if converted { try? store.lock?.relock(exclusive: false) }
     }
 
     /// Bytes of stored (compressed) object data this writer has written.

@@ -41,7 +41,7 @@ extension Store {
 
     /// The length of the object's pack entry (header and stored bytes), or nil when it is absent.
     public func packEntryLength(_ id: Digest, kind: ObjectKind) -> Int? {
-        locate(id, kind: kind).map { PackFormat.entryHeaderSize + Int($0.location.storedLength) }
+        find(id, kind: kind).map { PackFormat.entryHeaderSize + Int($0.location.storedLength) }
     }
 }
 
