@@ -307,12 +307,7 @@ enum BootFile {
             guard case .regular(let file) = node.content else { throw BootError.notAFile(path: layerPath) }
             let fd = try systemCall("open", path: path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
             defer { close(fd) }
-            try contents.stream(file) { bytes in
-                var offset = 0
-                while offset < bytes.count {
-                    offset += try systemCall("write", path: path) { Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
-                }
-            }
+            try contents.stream(file) { bytes in try writeAll(fd, bytes, display: path) }
         }
         try syncPath(path)
     }

@@ -362,25 +362,10 @@ public func realPath(_ path: String) -> String {
     return String(cString: resolved)
 }
 
-/// Writes `text` under a temporary name, fsyncs it and renames it to `path`.
+/// Writes `text` under a temporary name beside `path`, fsyncs it, renames it to `path` and
+/// fsyncs the directory (`LStoreTree.writeFileAtomically`).
 public func writeFileAtomically(_ text: String, to path: String) throws {
-    let temporary = path + ".lstore-tmp"
-    do {
-        let fd = try systemCall("open", path: temporary) { open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644) }
-        defer { close(fd) }
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = try bytes.withUnsafeBytes { raw in
-                try systemCall("write", path: temporary) { write(fd, raw.baseAddress, raw.count) }
-            }
-            bytes = bytes.dropFirst(written)
-        }
-        try systemCall("fsync", path: temporary) { fsync(fd) }
-        try systemCall("rename", path: path) { rename(temporary, path) }
-    } catch {
-        unlink(temporary)
-        throw error
-    }
+    try writeFileAtomically(Array(text.utf8), to: path)
 }
 
 /// Flushes a written file or directory to disk.
