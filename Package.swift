@@ -2,7 +2,7 @@
 // lstore: immutable, reproducible, inheritable root filesystems.
 //
 // Dependencies point one way:
-//   lstore → LStoreCLI → LStoreSync → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
+//   lstore → LStoreCLI → LStoreSync → LStoreStore, LStoreHTTP, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
 import PackageDescription
 
 /// A C library that Debian ships as `apt` package `apt`, found through pkg-config name `pkg`.
@@ -32,9 +32,12 @@ let package = Package(
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // Moving layers between stores: the protocol (spec/protocol.md), its HTTP(S) and ssh carriers
-        // on POSIX sockets, OpenSSL and pipes, the server, pull and push.
-        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree", "COpenSSL"]),
+        // Moving layers between stores: the protocol (spec/protocol.md), its carriers (HTTP(S) through
+        // LStoreHTTP, ssh through pipes), the server on POSIX sockets and OpenSSL, pull and push.
+        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreHTTP", "LStoreTree", "COpenSSL"]),
+        // HTTP: a client on libcurl (proxies, redirects, keep-alive, HTTP/2, TLS) for any server, and
+        // the HTTP/1.1 head and chunked-body parsing the server shares.
+        .target(name: "LStoreHTTP", dependencies: ["CCurl"]),
         // Tarballs in and out (pax with xattrs), through libarchive.
         .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
         // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
@@ -53,6 +56,7 @@ let package = Package(
         systemLibrary("CLZMA", pkg: "liblzma", apt: "liblzma-dev"),
         systemLibrary("CArchive", pkg: "libarchive", apt: "libarchive-dev"),
         systemLibrary("COpenSSL", pkg: "openssl", apt: "libssl-dev"),
+        systemLibrary("CCurl", pkg: "libcurl", apt: "libcurl4-openssl-dev"),
 
         .target(name: "LStoreTestSupport", dependencies: ["LStoreTree"], path: "Tests/LStoreTestSupport"),
         .testTarget(name: "LStoreCompressionTests", dependencies: ["LStoreCompression"]),
@@ -60,6 +64,7 @@ let package = Package(
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreHTTPTests", dependencies: ["LStoreHTTP", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )
