@@ -6,7 +6,8 @@
 //   LStoreCLI                                 arguments, progress, human and --json output
 //   LStoreBoot, LStoreSync                    features: boot staging; moving layers between stores
 //   LStoreImage                               between the store and images: checkout, commit of a source
-//   LStoreStore, LStoreSquashFS, LStoreTar    the store; images and tarballs, which know nothing of the store
+//   LStoreStore, LStoreSquashFS, LStoreTar,   the store; images and tarballs, which know nothing of the store;
+//   LStoreHTTP                                HTTP on libcurl (client) and HTTP/1.1 parsing (server)
 //   LStoreTree, LStoreCompression             the tree model; the codecs
 //   CLStoreSys and the C libraries from apt
 import PackageDescription
@@ -36,6 +37,9 @@ let package = Package(
         ]),
         // Boot staging (spec/boot.md §10): a layer's image, its own kernel and initramfs, BLS and GRUB entries.
         .target(name: "LStoreBoot", dependencies: ["LStoreImage", "LStoreStore", "LStoreSquashFS", "LStoreTree", "CLStoreSys"]),
+        // Moving layers between stores: the protocol (spec/protocol.md), its carriers (HTTP(S) through
+        // LStoreHTTP, ssh through pipes), the server on POSIX sockets and OpenSSL, pull and push.
+        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreHTTP", "LStoreTree", "COpenSSL"]),
         // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.
         .target(name: "LStoreImage", dependencies: ["LStoreStore", "LStoreSquashFS", "LStoreTar", "LStoreTree", "LStoreCompression"]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, commits onto a ref, fsck, gc.
@@ -43,14 +47,14 @@ let package = Package(
             "LStoreTree", "LStoreCompression", "CXXHash", "CLStoreSys",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // Moving layers between stores: the protocol (spec/protocol.md), its HTTP(S) and ssh carriers
-        // on POSIX sockets, OpenSSL and pipes, the server, pull and push.
-        .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree", "COpenSSL"]),
-        // Tarballs in and out (pax with xattrs), through libarchive.
-        .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
         // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
         // BlockSource protocol (the store, a directory, another image). Knows nothing of the store.
         .target(name: "LStoreSquashFS", dependencies: ["LStoreTree", "LStoreCompression"]),
+        // Tarballs in and out (pax with xattrs), through libarchive.
+        .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
+        // HTTP: a client on libcurl (proxies, redirects, keep-alive, HTTP/2, TLS) for any server, and
+        // the HTTP/1.1 head and chunked-body parsing the server shares.
+        .target(name: "LStoreHTTP", dependencies: ["CCurl"]),
         // The root filesystem model (byte names, all metadata, hardlinks), scanner and restorer.
         .target(name: "LStoreTree", dependencies: ["CLStoreSys"]),
         // One Compressor for every codec squashfs knows: zstd, lz4, gzip, xz, none; XXH3 checksums.
@@ -64,6 +68,7 @@ let package = Package(
         systemLibrary("CLZMA", pkg: "liblzma", apt: "liblzma-dev"),
         systemLibrary("CArchive", pkg: "libarchive", apt: "libarchive-dev"),
         systemLibrary("COpenSSL", pkg: "openssl", apt: "libssl-dev"),
+        systemLibrary("CCurl", pkg: "libcurl", apt: "libcurl4-openssl-dev"),
 
         .target(name: "LStoreTestSupport", dependencies: ["LStoreTree"], path: "Tests/LStoreTestSupport"),
         .testTarget(name: "LStoreCompressionTests", dependencies: ["LStoreCompression"]),
@@ -72,6 +77,7 @@ let package = Package(
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
         .testTarget(name: "LStoreBootTests", dependencies: ["LStoreBoot", "LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreHTTPTests", dependencies: ["LStoreHTTP", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )

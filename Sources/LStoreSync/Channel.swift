@@ -1,11 +1,21 @@
+import LStoreHTTP
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Reads bytes from a file descriptor (a socket or a pipe) through a buffer. Every wait is bounded
-/// by `timeout`; `limit`, when set, is how many more bytes the stream may deliver (an HTTP body's
-/// Content-Length). Too little input throws, never traps.
+/// Where a channel's bytes come from and go to when that is not a descriptor: an HTTP exchange.
+/// Its reads and writes bound their own waits.
+protocol ByteStream: AnyObject {
+    /// Up to `buffer.count` bytes; 0 at the end of the stream.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+}
+
+/// Reads bytes from a file descriptor (a socket or a pipe), or a `ByteStream`, through a buffer.
+/// Every wait is bounded by `timeout`; `limit`, when set, is how many more bytes the stream may
+/// deliver (an HTTP body's Content-Length); a chunked body is decoded as it arrives
+/// (`decodeChunked`). Too little input throws, never traps.
 final class ChannelReader {
     let fd: Int32
     let name: String
@@ -16,17 +26,50 @@ final class ChannelReader {
     var deadline: Double?
     /// The TLS session the bytes come through, if any.
     var tls: TLSSession?
+    /// The stream the bytes come from instead of the descriptor, if any.
+    let stream: ByteStream?
     /// Every byte read from the descriptor so far.
     private(set) var bytesRead: UInt64 = 0
     private var buffer: [UInt8]
     private var start = 0
     private var end = 0
+    /// The body's chunked coding, once `decodeChunked` is called, and the most it may decode to.
+    private var chunked: ChunkedDecoder?
+    private var chunkedLimit: UInt64 = .max
 
     init(fd: Int32, name: String, timeout: Double) {
         self.fd = fd
         self.name = name
         self.timeout = timeout
+        stream = nil
         buffer = [UInt8](repeating: 0, count: 256 << 10)
+    }
+
+    init(stream: ByteStream, name: String, timeout: Double) {
+        fd = -1
+        self.name = name
+        self.timeout = timeout
+        self.stream = stream
+        buffer = [UInt8](repeating: 0, count: 256 << 10)
+    }
+
+    /// From here on the stream is a chunked body, of at most `limit` bytes once decoded; what is
+    /// already buffered is decoded now. The stream ends with the body.
+    func decodeChunked(limit: UInt64) throws {
+        var decoder = ChunkedDecoder()
+        let produced = try buffer.withUnsafeMutableBytes { raw in
+            try decoder.decode(UnsafeMutableRawBufferPointer(rebasing: raw[start..<end]))
+        }
+        end = start + produced
+        chunked = decoder
+        chunkedLimit = limit
+        try checkChunkedLimit()
+    }
+
+    private func checkChunkedLimit() throws {
+        if let chunked, chunked.decodedCount > chunkedLimit {
+            throw SyncError.protocolViolation("\(name): a chunked body longer than \(chunkedLimit) bytes")
+        }
     }
 
     var buffered: Int { end - start }
@@ -34,6 +77,7 @@ final class ChannelReader {
     /// Reads more from the descriptor into the buffer. False at the end of the stream.
     private func fill() throws -> Bool {
         if let limit, limit <= 0 { return false }
+        if chunked?.isComplete == true { return false }
         if start == end {
             start = 0
             end = 0
@@ -44,32 +88,47 @@ final class ChannelReader {
             end -= start
             start = 0
         }
-        var wait = timeout
-        if let deadline {
-            let left = deadline - monotonicSeconds()
-            guard left > 0 else { throw SyncError.timeout(name, seconds: timeout) }
-            wait = min(wait, left)
-        }
-        if !(tls?.pending ?? false) {
-            try waitUntilReady(fd, events: Int16(POLLIN), timeout: wait, name: name)
-        }
-        var want = buffer.count - end
-        if let limit { want = min(want, limit) }
-        let got = try buffer.withUnsafeMutableBytes { raw in
-            if let tls {
-                do {
-                    return try tls.read(raw.baseAddress! + end, want)
-                } catch SyncError.timeout {
-                    throw SyncError.timeout(name, seconds: timeout.rounded(.up))
-                }
+        while true {
+            var wait = timeout
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                guard left > 0 else { throw SyncError.timeout(name, seconds: timeout) }
+                wait = min(wait, left)
             }
-            return try systemCall("read", path: name) { Glibc.read(fd, raw.baseAddress! + end, want) }
+            if stream == nil && !(tls?.pending ?? false) {
+                try waitUntilReady(fd, events: Int16(POLLIN), timeout: wait, name: name)
+            }
+            var want = buffer.count - end
+            if let limit { want = min(want, limit) }
+            let got = try buffer.withUnsafeMutableBytes { raw in
+                if let stream {
+                    return try stream.read(into: UnsafeMutableRawBufferPointer(start: raw.baseAddress! + end, count: want))
+                }
+                if let tls {
+                    do {
+                        return try tls.read(raw.baseAddress! + end, want)
+                    } catch SyncError.timeout {
+                        throw SyncError.timeout(name, seconds: timeout.rounded(.up))
+                    }
+                }
+                return try systemCall("read", path: name) { Glibc.read(fd, raw.baseAddress! + end, want) }
+            }
+            if got == 0 { return false }
+            bytesRead += UInt64(got)
+            if limit != nil { limit! -= got }
+            guard var decoder = chunked else {
+                end += got
+                return true
+            }
+            let produced = try buffer.withUnsafeMutableBytes { raw in
+                try decoder.decode(UnsafeMutableRawBufferPointer(start: raw.baseAddress! + end, count: got))
+            }
+            chunked = decoder
+            end += produced
+            try checkChunkedLimit()
+            if produced > 0 { return true }
+            if decoder.isComplete { return false }
         }
-        if got == 0 { return false }
-        end += got
-        bytesRead += UInt64(got)
-        if limit != nil { limit! -= got }
-        return true
     }
 
     /// Exactly `count` bytes, or an error saying the stream ended early.
@@ -122,6 +181,8 @@ final class ChannelWriter {
     var timeout: Double
     /// The TLS session the bytes go through, if any.
     var tls: TLSSession?
+    /// The stream the bytes go to instead of the descriptor, if any.
+    let stream: ByteStream?
     /// Every byte handed to `write` so far.
     private(set) var bytesWritten: UInt64 = 0
     private var buffer: [UInt8] = []
@@ -130,6 +191,15 @@ final class ChannelWriter {
         self.fd = fd
         self.name = name
         self.timeout = timeout
+        stream = nil
+        buffer.reserveCapacity(256 << 10)
+    }
+
+    init(stream: ByteStream, name: String, timeout: Double) {
+        fd = -1
+        self.name = name
+        self.timeout = timeout
+        self.stream = stream
         buffer.reserveCapacity(256 << 10)
     }
 
@@ -154,6 +224,7 @@ final class ChannelWriter {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        if let stream { return try stream.write(bytes) }
         var offset = 0
         while offset < bytes.count {
             if let tls {

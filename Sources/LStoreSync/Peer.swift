@@ -16,7 +16,7 @@ public final class Peer {
     private let transport: Transport
     private let token: [UInt8]
 
-    /// Connects to `url` (ssh starts its process now; HTTP connects per request). `timeout` bounds
+    /// Connects to `url` (ssh starts its process now; HTTP connects at the first request). `timeout` bounds
     /// every wait for the peer, in seconds.
     /// `authorities` (a PEM file) are the certificates an https peer's may chain to; by default, the system's.
     public init(url: RemoteURL, token: String?, authorities: String? = nil, timeout: Double = 60) throws {
@@ -24,10 +24,8 @@ public final class Peer {
         self.token = Array((token ?? "").utf8)
         guard self.token.count <= SyncProtocol.maxTokenLength else { throw SyncError.invalidArgument("the token is longer than \(SyncProtocol.maxTokenLength) bytes") }
         switch url {
-        case .http(let host, let port, let path):
-            transport = HTTPTransport(host: host, port: port, path: path, tls: nil, timeout: timeout)
-        case .https(let host, let port, let path):
-            transport = HTTPTransport(host: host, port: port, path: path, tls: try TLSContext(trusting: authorities), timeout: timeout)
+        case .http, .https:
+            transport = try HTTPTransport(url, authorities: authorities, timeout: timeout)
         case .ssh(let user, let host, let port, let path):
             transport = try StdioTransport(user: user, host: host, port: port, path: path, timeout: timeout)
         }

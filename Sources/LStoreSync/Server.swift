@@ -1,4 +1,5 @@
 import Foundation
+import LStoreHTTP
 import LStoreTree
 import Synchronization
 #if canImport(Glibc)
@@ -7,7 +8,8 @@ import Glibc
 
 /// Serves a store over HTTP/1.1: one thread per connection, at most `maxConnections` at once,
 /// one request per connection (`Connection: close`). Every request is a POST of protocol frames to
-/// `…/lstore/v1`; the answer is frames up to the end of the stream. See spec/protocol.md, "HTTP".
+/// `…/lstore/v1`, its body with a Content-Length or chunked; heads are read by LStoreHTTP's
+/// parser. The answer is frames up to the end of the stream. See spec/protocol.md, "HTTP".
 public final class HTTPServer: @unchecked Sendable {
     public let service: Service
     public let maxConnections: Int
@@ -88,25 +90,33 @@ public final class HTTPServer: @unchecked Sendable {
                 input.tls = session
                 output.tls = session
             }
-            let requestLine = try input.readLine(maxLength: 8192).split(separator: " ")
-            var length: Int?
-            var chunked = false
-            for _ in 0..<100 {
-                let line = try input.readLine(maxLength: 8192)
-                if line.isEmpty { break }
-                guard let colon = line.firstIndex(of: ":") else { return reply("400 Bad Request") }
-                let name = line[..<colon].lowercased()
-                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-                if name == "content-length" { length = Int(value) }
-                if name == "transfer-encoding" { chunked = true }
+            let line = try input.readLine(maxLength: HTTPHead.maxLineLength)
+            let request: (method: String, target: String, version: String)
+            let framing: HTTPBodyFraming
+            let headers: HTTPHeaders
+            do {
+                headers = try HTTPHead.fields { try input.readLine(maxLength: HTTPHead.maxLineLength) }
+                request = try HTTPHead.requestLine(line)
+                framing = try HTTPHead.bodyFraming(headers, request: true)
+            } catch let error as HTTPMessageError {
+                // An unknown transfer coding is not implemented; any other broken head is bad.
+                return reply(error.message.hasPrefix("Transfer-Encoding") ? "501 Not Implemented" : "400 Bad Request")
             }
-            guard requestLine.count == 3, requestLine[2].hasPrefix("HTTP/1.") else { return reply("400 Bad Request") }
-            guard requestLine[1].hasSuffix(SyncProtocol.httpPath) else { return reply("404 Not Found") }
-            guard requestLine[0] == "POST" else { return reply("405 Method Not Allowed") }
-            guard !chunked else { return reply("501 Not Implemented") }
-            guard let length, length >= 0 else { return reply("411 Length Required") }
-            guard length <= SyncProtocol.maxRequestBody else { return reply("413 Content Too Large") }
-            input.limit = length
+            guard request.target.hasSuffix(SyncProtocol.httpPath) else { return reply("404 Not Found") }
+            guard request.method == "POST" else { return reply("405 Method Not Allowed") }
+            if case .length(let length) = framing {
+                guard headers["Content-Length"] != nil else { return reply("411 Length Required") }
+                guard length <= SyncProtocol.maxRequestBody else { return reply("413 Content Too Large") }
+            }
+            if headers["Expect"]?.lowercased() == "100-continue" {
+                try output.write(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+                try output.flush()
+            }
+            switch framing {
+            case .length(let length): input.limit = length
+            case .chunked: try input.decodeChunked(limit: UInt64(SyncProtocol.maxRequestBody))
+            case .toEnd: return reply("411 Length Required")
+            }
             try output.write(Array("HTTP/1.1 200 OK\r\nContent-Type: application/x-lstore\r\nConnection: close\r\n\r\n".utf8))
             do {
                 try service.answer(input, output)

@@ -4,8 +4,8 @@ import LStoreTree
 import Glibc
 #endif
 
-/// TLS settings, through the system's OpenSSL: a server's certificate and key, or a client's
-/// trusted certificates. One per process side; sessions are made from it per connection.
+/// The server's TLS settings, through the system's OpenSSL: its certificate and key. One per
+/// server; sessions are made from it per connection. (Clients speak TLS through LStoreHTTP.)
 public final class TLSContext: @unchecked Sendable {
     let context: OpaquePointer
 
@@ -22,21 +22,6 @@ public final class TLSContext: @unchecked Sendable {
         }
     }
 
-    /// A client context that trusts `authorities` (a PEM file), else the system's certificates.
-    public init(trusting authorities: String?) throws {
-        guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSContext.error("cannot make a TLS context") }
-        self.context = context
-        SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
-        SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        if let authorities {
-            guard SSL_CTX_load_verify_locations(context, authorities, nil) == 1 else {
-                throw TLSContext.error("\(authorities): not a PEM certificate file")
-            }
-        } else {
-            SSL_CTX_set_default_verify_paths(context)
-        }
-    }
-
     deinit { SSL_CTX_free(context) }
 
     /// The most recent OpenSSL error, with `message` first.
@@ -50,7 +35,7 @@ public final class TLSContext: @unchecked Sendable {
     }
 }
 
-/// One TLS connection over a connected socket. Reads and writes block, bounded by the socket's
+/// One TLS connection a server accepted. Reads and writes block, bounded by the socket's
 /// SO_RCVTIMEO and SO_SNDTIMEO, which `init` sets to `timeout`.
 final class TLSSession {
     private let ssl: OpaquePointer
@@ -72,23 +57,6 @@ final class TLSSession {
     static func accept(_ context: TLSContext, fd: Int32, timeout: Double) throws -> TLSSession {
         let session = try TLSSession(context: context, fd: fd, name: "client", timeout: timeout)
         guard SSL_accept(session.ssl) == 1 else { throw TLSContext.error("client: TLS handshake failed") }
-        return session
-    }
-
-    /// The client side: completes the handshake and checks the server's certificate names `host`.
-    static func connect(_ context: TLSContext, fd: Int32, host: String, timeout: Double) throws -> TLSSession {
-        let name = "https://\(host)"
-        let session = try TLSSession(context: context, fd: fd, name: name, timeout: timeout)
-        // SNI, and the name the certificate must carry.
-        _ = host.withCString { SSL_ctrl(session.ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
-        guard SSL_set1_host(session.ssl, host) == 1 else { throw TLSContext.error("\(name): bad host name") }
-        guard SSL_connect(session.ssl) == 1 else {
-            let verify = SSL_get_verify_result(session.ssl)
-            if verify != X509_V_OK {
-                throw SyncError.connection("\(name): the server's certificate is not trusted: \(String(cString: X509_verify_cert_error_string(verify)))")
-            }
-            throw TLSContext.error("\(name): TLS handshake failed")
-        }
         return session
     }
 

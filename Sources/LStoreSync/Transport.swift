@@ -1,4 +1,5 @@
 import Foundation
+import LStoreHTTP
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
@@ -69,97 +70,76 @@ protocol Transport: AnyObject {
     func close()
 }
 
-/// HTTP/1.1 over a new TCP connection per request: a POST of frames with a Content-Length; the
-/// answer's frames run to the end of the stream (or its Content-Length).
+/// HTTP(S) through LStoreHTTP's client (libcurl): each exchange a POST of frames with a
+/// Content-Length, the answer's frames streamed back however the server delimits them (to the
+/// end of the connection, a Content-Length, chunks). Proxies come from the environment; a
+/// connection the server keeps open is used again.
 final class HTTPTransport: Transport {
-    let host: String
-    let port: UInt16
+    /// `http://HOST:PORT` or `https://HOST:PORT`, the name errors give.
+    let name: String
     let path: String
     let timeout: Double
-    /// With a TLS context, HTTPS.
-    let tls: TLSContext?
-    private(set) var bytesSent: UInt64 = 0
-    private(set) var bytesReceived: UInt64 = 0
+    private let client: HTTPClient
 
-    init(host: String, port: UInt16, path: String, tls: TLSContext?, timeout: Double) {
-        self.host = host
-        self.port = port
-        self.path = path
-        self.tls = tls
+    var bytesSent: UInt64 { client.bytesSent }
+    var bytesReceived: UInt64 { client.bytesReceived }
+
+    /// `authorities` (a PEM file) replace the system's certificates for https.
+    init(_ url: RemoteURL, authorities: String?, timeout: Double) throws {
+        switch url {
+        case .http(_, _, let path), .https(_, _, let path): self.path = path
+        case .ssh: preconditionFailure("ssh is not HTTP")
+        }
+        let text = url.description
+        name = String(text.prefix(text.count - path.count))
         self.timeout = timeout
+        var options = HTTPClientOptions()
+        options.connectTimeout = timeout
+        options.stallTimeout = timeout
+        options.caFile = authorities
+        do {
+            client = try HTTPClient(options: options)
+        } catch let error as HTTPError {
+            throw SyncError.connection("\(name): \(error.message)")
+        }
     }
-
-    private var name: String { "\(tls == nil ? "http" : "https")://\(host):\(port)" }
 
     func exchange<T>(length: Int, bounded: Bool, body: (FrameWriter) throws -> Void,
                      response: (FrameReader) throws -> T) throws -> T {
-        let fd = try connect()
-        defer { Glibc.close(fd) }
-        let output = ChannelWriter(fd: fd, name: name, timeout: timeout)
-        let input = ChannelReader(fd: fd, name: name, timeout: timeout)
-        if let tls {
-            let session = try TLSSession.connect(tls, fd: fd, host: host, timeout: timeout)
-            output.tls = session
-            input.tls = session
-        }
-        defer {
-            bytesSent += output.bytesWritten
-            bytesReceived += input.bytesRead
-        }
-        let head = "POST \(path)\(SyncProtocol.httpPath) HTTP/1.1\r\nHost: \(host):\(port)\r\n"
-            + "Content-Type: application/x-lstore\r\nContent-Length: \(length)\r\nConnection: close\r\n\r\n"
-        try output.write(Array(head.utf8))
-        let start = output.bytesWritten
-        try body(FrameWriter(channel: output))
-        try output.flush()
-        precondition(output.bytesWritten - start == UInt64(length), "request body length")
-
-        if bounded { input.deadline = monotonicSeconds() + SyncProtocol.boundedAnswerTimeouts * timeout }
-        let status = try input.readLine(maxLength: 8192)
-        let parts = status.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1.") else {
-            throw SyncError.protocolViolation("\(name): not an HTTP answer: '\(status.prefix(80).description.printableLine)'")
-        }
-        for _ in 0..<101 {
-            let line = try input.readLine(maxLength: 8192)
-            if line.isEmpty { break }
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let key = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if key == "content-length" {
-                guard let count = Int(value), count >= 0 else { throw SyncError.protocolViolation("\(name): bad Content-Length") }
-                input.limit = count - input.buffered
+        let request = HTTPRequest(method: "POST", url: name + path + SyncProtocol.httpPath,
+                                  headers: ["Content-Type": "application/x-lstore"], body: .length(length))
+        do {
+            let exchange = try client.start(request)
+            defer { exchange.cancel() }
+            let output = ChannelWriter(stream: exchange, name: name, timeout: timeout)
+            try body(FrameWriter(channel: output))
+            try output.flush()
+            precondition(output.bytesWritten == UInt64(length), "request body length")
+            try exchange.finishBody()
+            let input = ChannelReader(stream: exchange, name: name, timeout: timeout)
+            if bounded {
+                input.deadline = monotonicSeconds() + SyncProtocol.boundedAnswerTimeouts * timeout
+                exchange.deadline = input.deadline
             }
-            if key == "transfer-encoding" && value.lowercased() != "identity" {
-                throw SyncError.protocolViolation("\(name): answered with Transfer-Encoding \(value.printableLine), which this client does not read")
+            let answer = try exchange.response()
+            guard answer.status == 200 else {
+                throw SyncError.connection("\(name)\(path): HTTP \(answer.status)\(answer.reason.isEmpty ? "" : " ")\(answer.reason.printableLine)")
             }
-        }
-        guard parts[1] == "200" else {
-            throw SyncError.connection("\(name)\(path): HTTP \(parts[1...].joined(separator: " ").printableLine)")
-        }
-        return try response(FrameReader(channel: input))
-    }
-
-    private func connect() throws -> Int32 {
-        try withAddresses(host: host, port: port, passive: false) { info -> Int32? in
-            let fd = try systemCall("socket", path: name) {
-                socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), info.pointee.ai_protocol)
+            return try response(FrameReader(channel: input))
+        } catch let error as HTTPError {
+            switch error.kind {
+            case .timeout: throw SyncError.timeout(name, seconds: timeout)
+            case .truncated: throw SyncError.truncated(name)
+            case .protocolViolation: throw SyncError.protocolViolation("\(name): \(error.message)")
+            default: throw SyncError.connection("\(name): \(error.message)")
             }
-            var limit = timeval(tv_sec: Int(timeout), tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-                let code = errno
-                Glibc.close(fd)
-                throw SyncError.connection("\(name): cannot connect: \(String(cString: strerror(code)))")
-            }
-            return fd
         }
     }
 
     func close() {}
 }
+
+extension HTTPExchange: ByteStream {}
 
 /// `lstore serve --stdio` on the peer, run by ssh, as git does: requests go to its standard
 /// input, answers come from its standard output. `$LSTORE_SSH` is the ssh command (words split on
