@@ -103,7 +103,7 @@ public struct BootStager {
         let id = try store.resolve(revision)
         let commit = try store.commit(id)
         let root = try store.loadTree(commit.tree)
-        let contents = StoreContentWriter(store: store)
+        let contents = StoreFileReader(store: store)
         let found = try LayerKernel.find(in: root) { node in try readText(node, from: contents) }
 
         // What boots: checked before anything is written.
@@ -299,7 +299,7 @@ enum BootFile {
     case layer(Node, String)
     case host(String)
 
-    func write(to path: String, contents: StoreContentWriter) throws {
+    func write(to path: String, contents: StoreFileReader) throws {
         switch self {
         case .host(let source):
             try FileManager.default.copyItem(atPath: source, toPath: path)
@@ -314,7 +314,7 @@ enum BootFile {
 }
 
 /// A small text file of the layer (e.g. Arch's `pkgbase`).
-private func readText(_ node: Node, from contents: StoreContentWriter) throws -> String {
+private func readText(_ node: Node, from contents: StoreFileReader) throws -> String {
     guard case .regular(let file) = node.content, file.size <= 4096 else { return "" }
     var bytes: [UInt8] = []
     try contents.stream(file) { bytes.append(contentsOf: $0) }

@@ -62,9 +62,9 @@ struct CheckoutCommand: ParsableCommand {
             bar.finish()
             if output.json { try printJSON(imageSummary(result, path: squashfs, options: options)) }
         } else if let dir {
-            try Restorer(writer: StoreContentWriter(store: store), progress: { bar.update(UInt64($0)) }).restore(root, into: dir)
+            try Restorer(writer: StoreFileReader(store: store), progress: { bar.update(UInt64($0)) }).restore(root, into: dir)
         } else if let tar {
-            let reader = StoreContentWriter(store: store)
+            let reader = StoreFileReader(store: store)
             let temporary = tar + ".lstore-tmp"
             do {
                 let skipped = try TarWriter(progress: { bar.update(UInt64($0)) }).write(root, to: temporary, named: tar) { file, emit in

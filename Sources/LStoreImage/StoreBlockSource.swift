@@ -44,7 +44,7 @@ public struct StoreBlockSource: BlockSource {
             left -= UInt64(pending.count)
             pending.removeAll(keepingCapacity: true)
         }
-        try StoreContentWriter(store: store).stream(file) { bytes in
+        try StoreFileReader(store: store).stream(file) { bytes in
             var rest = bytes[...]
             while !rest.isEmpty {
                 let want = Int(min(UInt64(blockSize), left)) - pending.count

@@ -85,7 +85,7 @@ struct Superblock: Equatable, Sendable {
     var exportTableStart: UInt64 = Format.noTable
 
     func encoded() -> [UInt8] {
-        var out = LittleEndianWriter(capacity: Format.superblockSize)
+        var out = ByteWriter(capacity: Format.superblockSize)
         out.u32(Format.magic)
         out.u32(inodeCount)
         out.u32(modificationTime)
@@ -172,9 +172,6 @@ extension Codec {
     /// (id 0 is no compressor to the kernel) and mark every block uncompressed.
     var superblockId: UInt16 { self == .none ? UInt16(Codec.gzip.rawValue) : UInt16(rawValue) }
 }
-
-/// Appends little-endian integers and bytes: the one writer of LStoreTree.
-typealias LittleEndianWriter = ByteWriter
 
 /// Reads little-endian integers from bytes in memory it keeps, with LStoreTree's `ByteReader`:
 /// too little input throws `SquashFSError.corrupt` naming `what`, never traps.

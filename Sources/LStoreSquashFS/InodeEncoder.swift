@@ -116,7 +116,7 @@ final class InodeEncoder: @unchecked Sendable {
         var header = InodeHeader(type: .directory, permissions: metadata.permissions & 0o7777,
                                  uid: try ids.index(of: metadata.uid), gid: try ids.index(of: metadata.gid),
                                  mtime: UInt32(seconds), number: UInt32(index + 1))
-        var out = LittleEndianWriter(capacity: 64)
+        var out = ByteWriter(capacity: 64)
         let display = "/" + path.printable
 
         switch inode.node.content {
@@ -248,5 +248,24 @@ final class InodeEncoder: @unchecked Sendable {
         case .none: node.metadata.kind == .socket ? .socket : .fifo
         case .hardlink: preconditionFailure("hardlinks are resolved to their holder in the plan")
         }
+    }
+}
+
+/// The fields every inode starts with.
+struct InodeHeader {
+    var type: InodeType
+    var permissions: UInt16
+    var uid: UInt16
+    var gid: UInt16
+    var mtime: UInt32
+    var number: UInt32
+
+    func encode(into out: inout ByteWriter) {
+        out.u16(type.rawValue)
+        out.u16(permissions)
+        out.u16(uid)
+        out.u16(gid)
+        out.u32(mtime)
+        out.u32(number)
     }
 }

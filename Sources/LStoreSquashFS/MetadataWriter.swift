@@ -1,4 +1,5 @@
 import LStoreCompression
+import LStoreTree
 
 /// Writes one metadata table (inodes, directories, xattr pairs, or a lookup table) as a stream of
 /// metadata blocks, kept in memory.
@@ -78,7 +79,7 @@ struct LookupTable {
 
     /// Fills in the index for blocks written at absolute position `start`.
     mutating func placed(at start: UInt64) {
-        var out = LittleEndianWriter(capacity: starts.count * 8)
+        var out = ByteWriter(capacity: starts.count * 8)
         for relative in starts { out.u64(start + relative) }
         index = out.bytes
     }

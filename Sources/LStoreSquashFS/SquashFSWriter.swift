@@ -243,7 +243,7 @@ struct ImageJob {
         }
         if let options = compressorOptions() {
             superblock.flags |= Format.Flag.compressorOptions
-            var block = LittleEndianWriter()
+            var block = ByteWriter()
             block.u16(UInt16(options.count) | Format.metadataUncompressed)
             block.append(options)
             try output.append(block.bytes)
@@ -297,7 +297,7 @@ struct ImageJob {
         // Fragment table: u64 start, u32 size (bit 24: raw), u32 zero.
         superblock.fragmentCount = UInt32(data.fragmentEntries.count)
         if !data.fragmentEntries.isEmpty {
-            var entries = LittleEndianWriter(capacity: data.fragmentEntries.count * 16)
+            var entries = ByteWriter(capacity: data.fragmentEntries.count * 16)
             for entry in data.fragmentEntries {
                 entries.u64(entry.start)
                 entries.u32(entry.size)
@@ -308,7 +308,7 @@ struct ImageJob {
 
         // Export table: the reference of inode n at index n - 1.
         if options.exportTable {
-            var entries = LittleEndianWriter(capacity: references.count * 8)
+            var entries = ByteWriter(capacity: references.count * 8)
             for reference in references { entries.u64(reference.raw) }
             superblock.exportTableStart = try writeLookupTable(entries.bytes)
             superblock.flags |= Format.Flag.exportable
@@ -326,7 +326,7 @@ struct ImageJob {
             table.placed(at: output.offset)
             try output.append(table.blocks)
             superblock.xattrIdTableStart = output.offset
-            var header = LittleEndianWriter(capacity: 16)
+            var header = ByteWriter(capacity: 16)
             header.u64(pairsStart)
             header.u32(xattrs.count)
             header.u32(0)
@@ -348,7 +348,7 @@ struct ImageJob {
     /// The compressor options payload, when one is written.
     private func compressorOptions() -> [UInt8]? {
         let spec = options.compression
-        var out = LittleEndianWriter()
+        var out = ByteWriter()
         switch spec.codec {
         case .lz4:
             out.u32(1)  // the "legacy" LZ4 format, the only one

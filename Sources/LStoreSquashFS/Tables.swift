@@ -19,7 +19,7 @@ struct IdTableWriter {
     }
 
     func encoded() -> [UInt8] {
-        var out = LittleEndianWriter(capacity: ids.count * 4)
+        var out = ByteWriter(capacity: ids.count * 4)
         for id in ids { out.u32(id) }
         return out.bytes
     }
@@ -36,7 +36,7 @@ struct IdTableWriter {
 final class XattrTableWriter {
     let pairs: MetadataWriter
     private var idsBySet: [[Xattr]: UInt32] = [:]
-    private var lookup = LittleEndianWriter()
+    private var lookup = ByteWriter()
     private(set) var count: UInt32 = 0
     private var valueReferences: [[UInt8]: UInt64] = [:]
 
@@ -53,7 +53,7 @@ final class XattrTableWriter {
             guard let (prefix, suffix) = Self.split(xattr.name) else {
                 preconditionFailure("xattrs outside the known namespaces are filtered before")
             }
-            var key = LittleEndianWriter(capacity: 4 + suffix.count + 12)
+            var key = ByteWriter(capacity: 4 + suffix.count + 12)
             let reference = xattr.value.count > 8 ? valueReferences[xattr.value] : nil
             key.u16(UInt16(prefix) | (reference == nil ? 0 : Format.xattrOutOfLine))
             key.u16(UInt16(suffix.count))
@@ -65,7 +65,7 @@ final class XattrTableWriter {
             } else {
                 try pairs.append(key.bytes)
                 let valuePosition = pairs.position
-                var value = LittleEndianWriter(capacity: 4 + xattr.value.count)
+                var value = ByteWriter(capacity: 4 + xattr.value.count)
                 value.u32(UInt32(xattr.value.count))
                 value.append(xattr.value)
                 try pairs.append(value.bytes)

@@ -48,9 +48,10 @@ extension Store {
     }
 }
 
-/// Writes regular files' data from the store: each block read, checked (XXH3), decompressed and
-/// written at its offset; holes are skipped.
-public final class StoreContentWriter: ContentWriter {
+/// Reads regular files' data out of the store: each block read, checked (XXH3) and decompressed,
+/// then streamed in order (`stream`) or, as a restorer's `ContentWriter`, written at its offset
+/// into a new file with holes skipped.
+public final class StoreFileReader: ContentWriter {
     public let store: Store
     private var scratch: [UInt8] = []
     var block: [UInt8] = []
@@ -93,7 +94,7 @@ public final class StoreContentWriter: ContentWriter {
     }
 }
 
-extension StoreContentWriter {
+extension StoreFileReader {
     /// Delivers a file's data in order, holes as zeros, in pieces of at most one block.
     public func stream(_ file: RegularFile, emit: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let id = file.content else { throw StoreError.invalidArgument("file without content") }

@@ -185,18 +185,18 @@ struct WireReader {
 
     var isAtEnd: Bool { offset == bytes.count }
 
-    mutating func u8() throws -> UInt8 { try integer() }
-    mutating func u16() throws -> UInt16 { try integer() }
-    mutating func u32() throws -> UInt32 { try integer() }
-    mutating func u64() throws -> UInt64 { try integer() }
+    mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
+    mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
+    mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
+    mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
 
     mutating func take(_ count: Int) throws -> ArraySlice<UInt8> {
-        guard count >= 0, count <= bytes.count - offset else { throw truncated() }
+        guard count >= 0, count <= bytes.count - offset else { throw SyncError(truncated: what, at: offset, needed: count) }
         defer { offset += count }
         return bytes[offset..<offset + count]
     }
 
-    mutating func digest() throws -> Digest { Digest(try take(Digest.byteCount)) }
+    mutating func digest() throws -> Digest { try read { try $0.digest() } }
 
     mutating func rest() -> ArraySlice<UInt8> {
         defer { offset = bytes.count }
@@ -207,18 +207,23 @@ struct WireReader {
         guard isAtEnd else { throw SyncError.protocolViolation("\(what): \(bytes.count - offset) bytes too many in a frame") }
     }
 
-    private mutating func integer<T: FixedWidthInteger>() throws -> T {
-        let size = MemoryLayout<T>.size
-        guard size <= bytes.count - offset else { throw truncated() }
-        var value: T = 0
-        withUnsafeMutableBytes(of: &value) { out in
-            for i in 0..<size { out[i] = bytes[offset + i] }
+    /// Reads with LStoreTree's `ByteReader` over what is left, and moves past what it read.
+    private mutating func read<T>(_ body: (inout ByteReader<SyncError>) throws -> T) throws -> T {
+        let start = offset
+        let (value, used) = try bytes.withUnsafeBytes { raw in
+            var reader = ByteReader<SyncError>(UnsafeRawBufferPointer(rebasing: raw[start...]), what: what)
+            return (try body(&reader), reader.offset)
         }
-        offset += size
-        return T(littleEndian: value)
+        offset += used
+        return value
     }
+}
 
-    private func truncated() -> SyncError { .protocolViolation("\(what): a frame shorter than its fields") }
+extension SyncError: TruncatedInputError {
+    /// A payload shorter than its fields.
+    public init(truncated what: String, at offset: Int, needed: Int) {
+        self = .protocolViolation("\(what): a frame shorter than its fields")
+    }
 }
 
 extension String {

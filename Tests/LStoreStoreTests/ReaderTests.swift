@@ -30,7 +30,7 @@ struct ReaderTests {
     func checkout(_ revision: String, from reader: Store) throws -> String {
         let out = scratch.sub("out-\(UInt32.random(in: 0...UInt32.max))")
         let commit = try reader.commit(try reader.resolve(revision))
-        try Restorer(writer: StoreContentWriter(store: reader)).restore(try reader.loadTree(commit.tree), into: out)
+        try Restorer(writer: StoreFileReader(store: reader)).restore(try reader.loadTree(commit.tree), into: out)
         return try manifest(out)
     }
 

@@ -66,7 +66,7 @@ enum DirectoryListingWriter {
                 }
                 index.append(DirectoryIndexEntry(offset: UInt32(runStart - startStream), block: block, name: first.name))
             }
-            var out = LittleEndianWriter(capacity: 12 + run.count * 24)
+            var out = ByteWriter(capacity: 12 + run.count * 24)
             out.u32(UInt32(run.count - 1))
             guard let inodeBlock = UInt32(exactly: first.reference.block) else {
                 throw SquashFSError.invalidTree("the inode table exceeds 4 GiB")
@@ -102,24 +102,5 @@ enum DirectoryListingWriter {
         }
         try flush()
         return Listing(start: start, size: position - startStream, index: index)
-    }
-}
-
-/// The fields every inode starts with.
-struct InodeHeader {
-    var type: InodeType
-    var permissions: UInt16
-    var uid: UInt16
-    var gid: UInt16
-    var mtime: UInt32
-    var number: UInt32
-
-    func encode(into out: inout LittleEndianWriter) {
-        out.u16(type.rawValue)
-        out.u16(permissions)
-        out.u16(uid)
-        out.u16(gid)
-        out.u32(mtime)
-        out.u32(number)
     }
 }
