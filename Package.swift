@@ -2,7 +2,7 @@
 // lstore: immutable, reproducible, inheritable root filesystems.
 //
 // Dependencies point one way:
-//   lstore → LStoreCLI → LStoreSync → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
+//   lstore → LStoreCLI → LStoreSync, LStoreOCI → LStoreStore, LStoreTar, LStoreSquashFS → LStoreTree, LStoreCompression → C shims
 import PackageDescription
 
 /// A C library that Debian ships as `apt` package `apt`, found through pkg-config name `pkg`.
@@ -24,7 +24,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per subcommand, output formatting, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
+            "LStoreStore", "LStoreSync", "LStoreOCI", "LStoreTar", "LStoreSquashFS", "LStoreTree", "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, fsck, gc.
@@ -35,6 +35,12 @@ let package = Package(
         // Moving layers between stores: the protocol (spec/protocol.md), its HTTP(S) and ssh carriers
         // on POSIX sockets, OpenSSL and pipes, the server, pull and push.
         .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreTree", "COpenSSL"]),
+        // Images in: docker save archives, OCI layouts and archives (spec/oci.md); their documents,
+        // blobs checked against their digests, layers decompressed and applied onto their parents.
+        .target(name: "LStoreOCI", dependencies: [
+            "LStoreStore", "LStoreTar", "LStoreTree", "CZlib", "CZstd",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Tarballs in and out (pax with xattrs), through libarchive.
         .target(name: "LStoreTar", dependencies: ["LStoreTree", "CArchive"]),
         // SquashFS 4.0 images of a tree, written and read by our own code; file data through a
@@ -60,6 +66,7 @@ let package = Package(
         .testTarget(name: "LStoreStoreTests", dependencies: ["LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSquashFSTests", dependencies: ["LStoreSquashFS", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreOCITests", dependencies: ["LStoreOCI", "LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )
