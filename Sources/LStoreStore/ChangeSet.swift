@@ -129,9 +129,12 @@ public final class ChangeSet {
         guard isValidName(rest) else {
             throw ChangeSetError(path: path, message: "a whiteout of '\(rest.printable)', which is not a name in its directory")
         }
-        // A whiteout in a directory that is not there deletes nothing.
-        guard let parent = try lookup(Array(parentComponents.joined(separator: [UInt8(ascii: "/")])), path: path),
-              parent.directory != nil else { return }
+        // A whiteout in a directory that is not there deletes nothing; one whose directory is a
+        // symlink would delete what the link points at: refused.
+        guard let parent = try lookup(Array(parentComponents.joined(separator: [UInt8(ascii: "/")])), path: path) else { return }
+        guard parent.directory != nil else {
+            throw ChangeSetError(path: path, message: "'\(parent.name.printable)' on its path is a \(parent.metadata.kind), not a directory")
+        }
         remove(rest, from: parent)
     }
 
