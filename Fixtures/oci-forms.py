@@ -10,6 +10,8 @@ v1.2 for manifest.json). Standard library only; it shares no code with lstore.
   oci-forms.py platforms LAYOUT TAG OTHER OUT [--docker]
       a layout whose tag TAG names an index of two images: TAG for this machine's platform and
       OTHER relabelled linux/arm64 (or, with --docker, the same as a Docker schema 2 manifest list)
+  oci-forms.py tiny OUT
+      the layout of spec/oci.md's test vector: one small layer, tagged "tiny", with a history
   oci-forms.py hostile CASE OUT
       an OCI layout tagged "bad" whose one layer or document is hostile in the way CASE says
       (see HOSTILE below)
@@ -201,8 +203,8 @@ def huge_claim():
     return header + b"x" * 512 + bytes(1024)
 
 
-def write_image(out, layers, config_edit=None, manifest_edit=None, blob_edit=None):
-    """An OCI layout tagged "bad" of gzip LAYERS (tar bytes), with optional edits."""
+def write_image(out, layers, config_edit=None, manifest_edit=None, blob_edit=None, tag="bad"):
+    """An OCI layout tagged TAG of gzip LAYERS (tar bytes), with optional edits."""
     dst = Layout(out)
     diff_ids = [digest(l) for l in layers]
     blobs = [gzip.compress(l, mtime=0) for l in layers]
@@ -218,7 +220,7 @@ def write_image(out, layers, config_edit=None, manifest_edit=None, blob_edit=Non
     m = dst.write_json(manifest, OCI_MANIFEST)
     if blob_edit:
         blob_edit(dst, layer_descs)
-    m["annotations"] = {"org.opencontainers.image.ref.name": "bad"}
+    m["annotations"] = {"org.opencontainers.image.ref.name": tag}
     dst.finish([m])
     return dst, m
 
@@ -278,6 +280,13 @@ if __name__ == "__main__":
         containerd(*args)
     elif command == "platforms":
         platforms(args[0], args[1], args[2], args[3], "--docker" in args[4:])
+    elif command == "tiny":
+        write_image(args[0], [layer_tar(BASE)], config_edit=lambda c: c.update(
+            architecture="amd64",
+            created="2023-11-14T22:13:20Z",
+            history=[{"created": "2023-11-14T22:13:20Z", "created_by": "tiny layer"},
+                     {"created": "2023-11-14T22:13:21Z", "created_by": "ENV PATH=/usr/bin", "empty_layer": True}]),
+            tag="tiny")
     elif command == "hostile":
         hostile(*args)
     else:
