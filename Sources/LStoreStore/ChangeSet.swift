@@ -78,11 +78,16 @@ public final class ChangeSet {
             try whiteout(name: Array(name.dropFirst(Self.whiteoutPrefix.count)), in: Array(components.dropLast()), path: path)
             return
         }
-        let parent = try directory(Array(components.dropLast()), path: path)
         if form == .overlay, metadata.kind == .characterDevice, case .device(0, 0) = content {
+            // A deletion makes no directory on its way.
+            guard let parent = try lookup(Array(components.dropLast().joined(separator: [UInt8(ascii: "/")])), path: path) else { return }
+            guard parent.directory != nil else {
+                throw ChangeSetError(path: path, message: "'\(parent.name.printable)' on its path is a \(parent.metadata.kind), not a directory")
+            }
             remove(name, from: parent)
             return
         }
+        let parent = try directory(Array(components.dropLast()), path: path)
         let existing = parent.directory!.child(named: name)
         switch content {
         case .hardlink(let target):

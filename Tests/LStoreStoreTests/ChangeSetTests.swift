@@ -144,7 +144,7 @@ struct ChangeSetTests {
     @Test func overlayForm() throws {
         let root = try build([
             [.dir("etc"), .file("etc/a", "a"), .file("etc/b", "b"), .dir("opt"), .file("opt/old", "o")],
-            [.whiteoutDevice("etc/a"), .opaqueDir("opt"), .file("opt/new", "n")],
+            [.whiteoutDevice("etc/a"), .whiteoutDevice("not/there"), .opaqueDir("opt"), .file("opt/new", "n")],
         ], form: .overlay)
         #expect(lines(root) == [
             "/ directory 755", "/etc directory 700", "/etc/b file 644 \(short("b"))", "/opt directory 755",
