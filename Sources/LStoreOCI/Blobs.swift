@@ -97,6 +97,7 @@ func readDocument(_ location: BlobLocation, expecting digest: ImageDigest?, disp
 /// The members of an uncompressed tar archive by name, read from its headers (ustar, pax and GNU
 /// long names): an image archive's members are plain files, read in place.
 struct ArchiveMembers {
+    /// What a member name holds: data at an offset, or a link to another member.
     enum Member {
         case file(offset: Int64, size: Int64)
         case symlink(target: String)
@@ -107,6 +108,7 @@ struct ArchiveMembers {
     let file: ReadOnlyFile
     private(set) var members: [String: Member] = [:]
 
+    /// Reads every header of the archive at `path` (not its data); refuses what is not a tar.
     init(_ path: String) throws {
         file = try ReadOnlyFile(path)
         var offset: Int64 = 0
