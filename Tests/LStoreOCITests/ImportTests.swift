@@ -4,6 +4,10 @@ import LStoreTestSupport
 import LStoreTree
 import Testing
 
+/// The fixture directory, removed when the test process exits (the shared fixtures live as long
+/// as the process, so their `TemporaryDirectory` is never released).
+nonisolated(unsafe) private var fixtureDirectory: String?
+
 /// The images every import test reads: made once by `Fixtures/make-oci-images.sh` (umoci and
 /// skopeo from root filesystems made here) and `Fixtures/oci-forms.py` (the forms no tool here
 /// writes), with `umoci unpack`'s trees as the oracle.
@@ -14,6 +18,10 @@ final class ImageFixtures: @unchecked Sendable {
     var images: String { scratch.sub("images") }
 
     init() throws {
+        fixtureDirectory = scratch.path
+        atexit {
+            if let path = fixtureDirectory { _ = try? run("/bin/rm", ["-rf", path]) }
+        }
         try sh("\(repositoryRoot)/Fixtures/make-oci-images.sh \(images)")
         let forms = "python3 \(repositoryRoot)/Fixtures/oci-forms.py"
         try sh("""
