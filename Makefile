@@ -3,7 +3,7 @@ SWIFT ?= swift
 # What building and testing need from Debian/Ubuntu.
 APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev libssl-dev openssl \
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client strace \
-	libcurl4-openssl-dev curl nginx-light tinyproxy
+	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci
 CHAIN ?= /var/tmp/lstore-chain
 
 .PHONY: all deps build release test demo demo-boot bench boot-check boot-test boot-test-ci clean

@@ -4,7 +4,7 @@
 // Dependencies point one way, down this list; each target uses only targets below it:
 //   lstore                                    the command
 //   LStoreCLI                                 arguments, progress, human and --json output
-//   LStoreBoot, LStoreSync                    features: boot staging; moving layers between stores
+//   LStoreBoot, LStoreSync, LStoreOCI         features: boot staging; moving layers between stores; container images in
 //   LStoreImage                               between the store and images: checkout, commit of a source
 //   LStoreStore, LStoreSquashFS, LStoreTar,   the store; images and tarballs, which know nothing of the store;
 //   LStoreHTTP                                HTTP on libcurl (client) and HTTP/1.1 parsing (server)
@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per group of subcommands: arguments, progress, human and --json output, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreBoot", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
+            "LStoreBoot", "LStoreOCI", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
             "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -40,6 +40,12 @@ let package = Package(
         // Moving layers between stores: the protocol (spec/protocol.md), its carriers (HTTP(S) through
         // LStoreHTTP, ssh through pipes), the server on POSIX sockets and OpenSSL, pull and push.
         .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreHTTP", "LStoreTree", "COpenSSL"]),
+        // Images in: docker save archives, OCI layouts and archives (spec/oci.md); their documents,
+        // blobs checked against their digests, layers decompressed and applied onto their parents.
+        .target(name: "LStoreOCI", dependencies: [
+            "LStoreStore", "LStoreTar", "LStoreTree", "CZlib", "CZstd",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.
         .target(name: "LStoreImage", dependencies: ["LStoreStore", "LStoreSquashFS", "LStoreTar", "LStoreTree", "LStoreCompression"]),
         // The content-addressed store: objects (file, tree, commit), packs and indexes, refs, commits onto a ref, fsck, gc.
@@ -78,6 +84,7 @@ let package = Package(
         .testTarget(name: "LStoreBootTests", dependencies: ["LStoreBoot", "LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
         .testTarget(name: "LStoreHTTPTests", dependencies: ["LStoreHTTP", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreOCITests", dependencies: ["LStoreOCI", "LStoreStore", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )

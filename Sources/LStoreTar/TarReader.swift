@@ -17,6 +17,57 @@ public struct TarReader {
         self.progress = progress
     }
 
+    /// Reads the uncompressed tar stream that `stream` delivers (filling as much of its buffer as
+    /// it can, 0 at the end), calling `body` with each entry in archive order. `display` names the
+    /// stream in errors. Returns the number of entries. Nothing else is done with them: the caller
+    /// places them (an image layer applies whiteouts, for one).
+    public func readEntries(stream: @escaping (UnsafeMutableRawBufferPointer) throws -> Int, display: String,
+                            ingest: Ingest, body: (TarEntry) throws -> Void) throws -> Int {
+        guard let archive = archive_read_new() else { throw TarError(path: display, message: "cannot start libarchive") }
+        defer { archive_read_free(archive) }
+        archive_read_support_format_tar(archive)
+        archive_read_support_format_gnutar(archive)
+        let source = StreamSource(stream)
+        let context = Unmanaged.passRetained(source)
+        defer { context.release() }
+        let read: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int = { _, data, out in
+            let source = Unmanaged<StreamSource>.fromOpaque(data!).takeUnretainedValue()
+            do {
+                let got = try source.buffer.withUnsafeMutableBytes { try source.stream($0) }
+                source.buffer.withUnsafeBytes { out?.pointee = $0.baseAddress.map { UnsafeRawPointer($0) } }
+                return got
+            } catch {
+                source.failure = error
+                return -1
+            }
+        }
+        guard archive_read_open(archive, context.toOpaque(), nil, read, nil) == ARCHIVE_OK else {
+            if let failure = source.failure { throw failure }
+            throw TarError(path: display, message: Self.message(archive))
+        }
+        var count = 0
+        var entry: OpaquePointer?
+        while true {
+            let status = archive_read_next_header(archive, &entry)
+            if status == ARCHIVE_EOF { break }
+            if let failure = source.failure { throw failure }
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry else {
+                throw TarError(path: display, message: Self.message(archive))
+            }
+            count += 1
+            if count & 255 == 0 { progress?(count) }
+            let item: TarEntry
+            do {
+                item = try Self.entry(entry, archive: archive, tarball: display, ingest: ingest)
+            } catch {
+                if let failure = source.failure { throw failure }
+                throw error
+            }
+            try body(item)
+        }
+        return count
+    }
+
     /// The tree of the tarball at `path`, every directory sorted and hardlinks in store form.
     public func read(_ path: String, ingest: Ingest) throws -> (root: Node, entries: Int) {
         guard let archive = archive_read_new() else { throw TarError(path: path, message: "cannot start libarchive") }
@@ -51,6 +102,53 @@ public struct TarReader {
     }
 
     private func add(_ entry: OpaquePointer, archive: OpaquePointer, to root: Node, tarball: String, ingest: Ingest) throws {
+        let item = try Self.entry(entry, archive: archive, tarball: tarball, ingest: ingest)
+        let shown = item.path.printable
+        func refuse(_ why: String) -> TarError { TarError(path: tarball, message: "entry '\(shown)': \(why)") }
+        let components = item.components
+        var metadata = item.metadata
+        let content = item.content
+        if case .hardlink(let targetPath) = content {
+            guard let node = root.lookup(targetPath), node.directory == nil else {
+                throw refuse("hardlink to '\(targetPath.printable)', which is not an earlier file")
+            }
+            metadata.kind = node.metadata.kind
+        }
+
+        guard let name = components.last else {
+            // The archive's root (`./`): its metadata is the tree's root's.
+            guard metadata.kind == .directory else { throw refuse("the root is not a directory") }
+            root.metadata = metadata
+            return
+        }
+        var parent = root
+        for component in components.dropLast() {
+            if let existing = parent.directory?.child(named: component) {
+                // A symlink (or file) in the middle of a path: extracting would write through it.
+                guard existing.directory != nil else {
+                    throw refuse("'\(component.printable)' on its path is a \(existing.metadata.kind), not a directory")
+                }
+                parent = existing
+                continue
+            }
+            // A parent the archive does not list (or listed as something else): a plain directory.
+            let directory = Node(name: component, metadata: Metadata(kind: .directory, permissions: 0o755),
+                                 content: .directory(Directory()))
+            parent.directory!.upsert(directory)
+            parent = directory
+        }
+        if case .directory = content, let existing = parent.directory?.child(named: name), existing.directory != nil {
+            // A directory listed after its contents keeps them.
+            existing.metadata = metadata
+            return
+        }
+        parent.directory!.upsert(Node(name: name, metadata: metadata, content: content))
+    }
+
+    /// One archive entry, read from libarchive's current header: its checked path, its metadata and
+    /// its content, a regular file's data stored through `ingest`. A hardlink's content names its
+    /// target's path (checked like any entry path), not yet resolved.
+    static func entry(_ entry: OpaquePointer, archive: OpaquePointer, tarball: String, ingest: Ingest) throws -> TarEntry {
         guard let rawPath = archive_entry_pathname(entry) else { throw TarError(path: tarball, message: "an entry without a name") }
         let pathBytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(rawPath).assumingMemoryBound(to: UInt8.self), count: strlen(rawPath)))
         let shown = pathBytes.printable
@@ -84,12 +182,7 @@ public struct TarReader {
             let target = Array(UnsafeBufferPointer(start: UnsafeRawPointer(link).assumingMemoryBound(to: UInt8.self), count: strlen(link)))
             let targetComponents = try Self.components(of: target, refuse: refuse)
             guard !targetComponents.isEmpty else { throw refuse("hardlink to the root") }
-            let targetPath = Array(targetComponents.joined(separator: [UInt8(ascii: "/")]))
-            guard let node = root.lookup(targetPath), node.directory == nil else {
-                throw refuse("hardlink to '\(target.printable)', which is not an earlier file")
-            }
-            metadata.kind = node.metadata.kind
-            content = .hardlink(path: targetPath)
+            content = .hardlink(path: Array(targetComponents.joined(separator: [UInt8(ascii: "/")])))
         } else {
             switch type {
             case 0o100000:
@@ -133,35 +226,7 @@ public struct TarReader {
                 throw refuse("unsupported entry type \(String(type, radix: 8))")
             }
         }
-
-        guard let name = components.last else {
-            // The archive's root (`./`): its metadata is the tree's root's.
-            guard metadata.kind == .directory else { throw refuse("the root is not a directory") }
-            root.metadata = metadata
-            return
-        }
-        var parent = root
-        for component in components.dropLast() {
-            if let existing = parent.directory?.child(named: component) {
-                // A symlink (or file) in the middle of a path: extracting would write through it.
-                guard existing.directory != nil else {
-                    throw refuse("'\(component.printable)' on its path is a \(existing.metadata.kind), not a directory")
-                }
-                parent = existing
-                continue
-            }
-            // A parent the archive does not list (or listed as something else): a plain directory.
-            let directory = Node(name: component, metadata: Metadata(kind: .directory, permissions: 0o755),
-                                 content: .directory(Directory()))
-            parent.directory!.upsert(directory)
-            parent = directory
-        }
-        if case .directory = content, let existing = parent.directory?.child(named: name), existing.directory != nil {
-            // A directory listed after its contents keeps them.
-            existing.metadata = metadata
-            return
-        }
-        parent.directory!.upsert(Node(name: name, metadata: metadata, content: content))
+        return TarEntry(path: pathBytes, components: components, metadata: metadata, content: content)
     }
 
     /// Splits an entry path into checked components: `./` and empty segments dropped; absolute
@@ -199,6 +264,28 @@ public struct TarReader {
 
     static func message(_ archive: OpaquePointer) -> String {
         archive_error_string(archive).map { String(cString: $0) } ?? "unknown libarchive error"
+    }
+}
+
+/// One entry of a tar archive, checked: `components` has no `.`, `..` or empty segment, and a
+/// `.hardlink(path:)` content names its target by such a checked path.
+public struct TarEntry {
+    /// The path as the archive spells it, for messages.
+    public var path: [UInt8]
+    /// The checked components of the path; empty for the archive's root (`./`).
+    public var components: [[UInt8]]
+    public var metadata: Metadata
+    public var content: Content
+}
+
+/// What `readEntries` hands libarchive: the stream, a buffer it fills, and the error it threw.
+private final class StreamSource {
+    let stream: (UnsafeMutableRawBufferPointer) throws -> Int
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    var failure: Error?
+
+    init(_ stream: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
+        self.stream = stream
     }
 }
 
