@@ -348,6 +348,7 @@ private func writeGrubScript(in directory: String, configuration: String) throws
         """
     try makeDirectories(directory)
     let path = directory + "/42_lstore"
-    try writeFileAtomically(script, to: path)
+    // Executable from the moment it has its name (the umask may still take bits: chmod after).
+    try writeFileAtomically(script, to: path, mode: 0o755)
     try systemCall("chmod", path: path) { chmod(path, 0o755) }
 }

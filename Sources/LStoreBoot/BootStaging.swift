@@ -362,10 +362,13 @@ public func realPath(_ path: String) -> String {
     return String(cString: resolved)
 }
 
-/// Writes `text` under a temporary name beside `path`, fsyncs it, renames it to `path` and
-/// fsyncs the directory (`LStoreTree.writeFileAtomically`).
-public func writeFileAtomically(_ text: String, to path: String) throws {
-    try writeFileAtomically(Array(text.utf8), to: path)
+/// Writes `text` as `path.lstore-tmp`, fsyncs it, renames it to `path` and fsyncs the directory
+/// (`LStoreTree.writeFileAtomically`). The temporary has a fixed name, so what a crash left there
+/// is replaced by the next write instead of piling up in the boot partition.
+func writeFileAtomically(_ text: String, to path: String, mode: mode_t = 0o644) throws {
+    let temporary = path + ".lstore-tmp"
+    if unlink(temporary) != 0 && errno != ENOENT { throw FileError(path: temporary, operation: "unlink", errno: errno) }
+    try writeFileAtomically(Array(text.utf8), to: path, temporary: temporary, mode: mode)
 }
 
 /// Flushes a written file or directory to disk.

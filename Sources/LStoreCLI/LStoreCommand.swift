@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LStoreBoot
 import LStoreCompression
 import LStoreStore
 import LStoreTree
@@ -83,8 +84,4 @@ struct InitCommand: ParsableCommand {
         try Store.initialize(at: path, config: StoreConfig(blockSize: size, compression: spec))
         print("initialized store \(path) (\(spec), \(size / 1024)K blocks)")
     }
-}
-
-func makeDirectories(_ path: String) throws {
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
 }

@@ -192,8 +192,8 @@ public final class HTTPClient {
 /// libcurl's global state, set up once per process.
 private let curlReady: Bool = curl_global_init(lstore_curl_global_default) == CURLE_OK
 
-/// Seconds on the monotonic clock.
-func monotonicNow() -> Double {
+/// Seconds on the monotonic clock (`CLOCK_MONOTONIC`): for timeouts and deadlines.
+public func monotonicSeconds() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9

@@ -31,7 +31,7 @@ public final class HTTPExchange {
     private var lastHead: HTTPResponse?
     private var done = false
     private var result = CURLE_OK
-    private var lastProgress = monotonicNow()
+    private var lastProgress = monotonicSeconds()
     private var requestHeaderBytes: UInt64 = 0
     /// When the whole answer must have arrived (monotonic seconds), however the bytes trickle in.
     public var deadline: Double?
@@ -49,7 +49,9 @@ public final class HTTPExchange {
         func set(_ code: CURLcode) { if code != CURLE_OK && failed == CURLE_OK { failed = code } }
         set(lstore_curl_setopt_string(easy, CURLOPT_URL, request.url))
         set(lstore_curl_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https"))
-        set(lstore_curl_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"))
+        // A request made over TLS never follows a redirect to plain HTTP.
+        let secure = request.url.lowercased().hasPrefix("https://")
+        set(lstore_curl_setopt_string(easy, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https"))
         set(lstore_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
         client.errorBuffer[0] = 0
         set(lstore_curl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, client.errorBuffer))
@@ -203,7 +205,7 @@ public final class HTTPExchange {
 
     /// Runs the transfer until `condition` holds or it is done; throws when it failed or stalled.
     private func drive(until condition: () -> Bool) throws {
-        lastProgress = max(lastProgress, monotonicNow() - 0.001)
+        lastProgress = max(lastProgress, monotonicSeconds() - 0.001)
         while !condition() && !done {
             var running: Int32 = 0
             let code = curl_multi_perform(client.multi, &running)
@@ -212,7 +214,7 @@ public final class HTTPExchange {
             }
             collect()
             if condition() || done { break }
-            let now = monotonicNow()
+            let now = monotonicSeconds()
             let stall = client.options.stallTimeout
             if now - lastProgress > stall {
                 throw HTTPError(.timeout, url: request.url, "nothing moved for \(Int(stall.rounded(.up))) s; gave up")
@@ -293,7 +295,7 @@ public final class HTTPExchange {
         outgoingStart += count
         bytesSent += UInt64(count)
         client.bytesSent += UInt64(count)
-        lastProgress = monotonicNow()
+        lastProgress = monotonicSeconds()
         return count
     }
 
@@ -307,14 +309,14 @@ public final class HTTPExchange {
         incoming.append(contentsOf: UnsafeRawBufferPointer(start: bytes, count: count))
         bytesReceived += UInt64(count)
         client.bytesReceived += UInt64(count)
-        lastProgress = monotonicNow()
+        lastProgress = monotonicSeconds()
         return count
     }
 
     fileprivate func headerLine(_ bytes: UnsafePointer<CChar>, _ count: Int) -> Int {
         bytesReceived += UInt64(count)
         client.bytesReceived += UInt64(count)
-        lastProgress = monotonicNow()
+        lastProgress = monotonicSeconds()
         var length = count
         while length > 0, bytes[length - 1] == 0x0a || bytes[length - 1] == 0x0d { length -= 1 }
         let line = String(decoding: UnsafeRawBufferPointer(start: bytes, count: length), as: UTF8.self)

@@ -123,13 +123,17 @@ struct ArchiveMembers {
             guard Self.checksumMatches(header) else { throw refuse("bad header checksum at byte \(offset)") }
             let type = header[156]
             guard var size = Self.number(header[124..<136]), size >= 0 else { throw refuse("bad size at byte \(offset)") }
-            if let paxSize, type != UInt8(ascii: "x"), type != UInt8(ascii: "g") { size = paxSize }
+            if let paxSize, type != UInt8(ascii: "x"), type != UInt8(ascii: "g") {
+                guard paxSize >= 0 else { throw refuse("bad size at byte \(offset)") }
+                size = paxSize
+            }
             let dataOffset = offset + 512
-            guard dataOffset + size <= file.size else { throw refuse("a member runs past the end") }
+            // Compared so that no sum can overflow: `size` may be anything up to Int64.max.
+            guard size <= file.size - dataOffset else { throw refuse("a member runs past the end") }
             offset = dataOffset + (size + 511) / 512 * 512
             guard members.count < 1 << 20 else { throw refuse("more than a million members") }
             func data() throws -> [UInt8] {
-                guard size <= 1 << 20 else { throw refuse("an extended header of \(size) bytes") }
+                guard size >= 0, size <= 1 << 20 else { throw refuse("an extended header of \(size) bytes") }
                 var bytes = [UInt8](repeating: 0, count: Int(size))
                 _ = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: dataOffset) }
                 return bytes
@@ -240,8 +244,10 @@ struct ArchiveMembers {
         var records: [(String, String)] = []
         var rest = bytes[...]
         while let space = rest.firstIndex(of: UInt8(ascii: " ")),
-              let length = Int(String(decoding: rest[rest.startIndex..<space], as: UTF8.self)), length > 0,
-              length <= rest.count {
+              let length = Int(String(decoding: rest[rest.startIndex..<space], as: UTF8.self)),
+              // The record holds its length, a space, at least its newline, and ends in that newline.
+              length > space - rest.startIndex + 1, length <= rest.count,
+              rest[rest.startIndex + length - 1] == UInt8(ascii: "\n") {
             let record = rest[(space + 1)..<(rest.startIndex + length - 1)]
             if let equals = record.firstIndex(of: UInt8(ascii: "=")) {
                 records.append((String(decoding: record[..<equals], as: UTF8.self),

@@ -208,15 +208,27 @@ struct ImageResolver {
     /// The manifests `entries` name, descending into nested indexes (containerd's image store, a
     /// manifest list); a manifest inherits the platform of the entry that named it.
     private func collect(_ entries: [Descriptor], files: ImageFiles, depth: Int, into out: inout [Descriptor]) throws {
+        var seen: Set<String> = []
+        var visited = 0
+        try collect(entries, files: files, depth: depth, seen: &seen, visited: &visited, into: &out)
+    }
+
+    /// Each nested index is read once however often it is named, and at most 10000 entries are
+    /// looked at in all: an index that names one index thousands of times, nested, stays cheap.
+    private func collect(_ entries: [Descriptor], files: ImageFiles, depth: Int, seen: inout Set<String>, visited: inout Int,
+                         into out: inout [Descriptor]) throws {
         guard depth < 8 else { throw ImportError("\(files.path): indexes nested more than 8 deep") }
         for entry in entries {
+            visited += 1
+            guard visited <= 10_000 else { throw ImportError("\(files.path): the indexes name more than 10000 entries") }
             if MediaType.manifests.contains(entry.mediaType) {
                 out.append(entry)
             } else if MediaType.indexes.contains(entry.mediaType) {
+                guard seen.insert("\(entry.digest)").inserted else { continue }
                 let display = "\(files.path): index \(entry.digest.short)"
                 let nested = try Documents.index(try readDocument(try files.blob(entry.digest, size: entry.size, display: "index"),
                                                                   expecting: entry.digest, display: display), display: display)
-                try collect(nested.manifests, files: files, depth: depth + 1, into: &out)
+                try collect(nested.manifests, files: files, depth: depth + 1, seen: &seen, visited: &visited, into: &out)
             }
             // Other entries (attestations, signatures of other types) are not images.
         }

@@ -69,7 +69,7 @@ final class LayerStream {
             codec = .zstd
             zstd = ZSTD_createDStream()
             guard zstd != nil else { throw ImportError("\(display): cannot start zstd") }
-            ZSTD_DCtx_setParameter(zstd, ZSTD_d_windowLogMax, 31)
+            ZSTD_DCtx_setParameter(zstd, ZSTD_d_windowLogMax, 27)
         }
     }
 

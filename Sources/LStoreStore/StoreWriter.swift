@@ -34,7 +34,16 @@ public final class StoreWriter: @unchecked Sendable {
     public init(store: Store, exclusive: Bool = false) throws {
         self.store = store
         if let lock = store.lock {
-            if exclusive { try lock.relock(exclusive: true) }
+            if exclusive {
+                do {
+                    try lock.relock(exclusive: true)
+                } catch {
+                    // flock dropped the shared lock before failing: take it back, or this store
+                    // would go on reading with no lock at all.
+                    try? lock.relock(exclusive: false)
+                    throw error
+                }
+            }
             ownLock = nil
             converted = exclusive
         } else {

@@ -1,4 +1,5 @@
 import LStoreStore
+import LStoreHTTP
 import LStoreTree
 #if canImport(Glibc)
 import Glibc
@@ -172,10 +173,4 @@ public func push(from store: Store, to peer: Peer, revision: String, remoteRef: 
     try send()
     try peer.updateRef(RefUpdate(name: remoteRef, new: commit, expected: force ? .any : old.map { .value($0) } ?? .absent))
     return done()
-}
-
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

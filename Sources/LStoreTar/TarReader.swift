@@ -33,8 +33,8 @@ public struct TarReader {
         let read: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int = { _, data, out in
             let source = Unmanaged<StreamSource>.fromOpaque(data!).takeUnretainedValue()
             do {
-                let got = try source.buffer.withUnsafeMutableBytes { try source.stream($0) }
-                source.buffer.withUnsafeBytes { out?.pointee = $0.baseAddress.map { UnsafeRawPointer($0) } }
+                let got = try source.stream(source.buffer)
+                out?.pointee = UnsafeRawPointer(source.buffer.baseAddress)
                 return got
             } catch {
                 source.failure = error
@@ -281,12 +281,15 @@ public struct TarEntry {
 /// What `readEntries` hands libarchive: the stream, a buffer it fills, and the error it threw.
 private final class StreamSource {
     let stream: (UnsafeMutableRawBufferPointer) throws -> Int
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Memory libarchive reads from until the next call: owned here, so its address stays valid.
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
     var failure: Error?
 
     init(_ stream: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
         self.stream = stream
     }
+
+    deinit { buffer.deallocate() }
 }
 
 /// A tarball that cannot be read or written: `PATH: what is wrong`.

@@ -62,8 +62,10 @@ struct ReaderTests {
             try repack.run()
             // Until the repack has finished, or is waiting for the lock this reader holds.
             while repack.isRunning && !waitsForALock(repack.processIdentifier) { usleep(5_000) }
+            try #require(repack.isRunning, "the repack waits for the lock this reader holds")
             // Every pack this reader listed may have been rewritten by now: it reads them all.
             checkedOut = try checkout("layer", from: reader)
+            #expect(repack.isRunning && waitsForALock(repack.processIdentifier), "the repack still waits while the reader reads")
         }
         repack.waitUntilExit()
         #expect(repack.terminationStatus == 0, "the repack ran once the reader was done")

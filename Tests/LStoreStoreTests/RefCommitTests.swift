@@ -46,7 +46,12 @@ import Glibc
                 results.withLock { $0[name] = result }
             }
         }
-        while try Self.lockWaiters(on: lockPath) < 2 { usleep(10_000) }
+        // Both committers reach the refs lock, unless one failed before it: then it is in `results`.
+        var waited = 0
+        while try Self.lockWaiters(on: lockPath) < 2, results.withLock({ $0.isEmpty }), waited < 12_000 {
+            usleep(10_000)
+            waited += 1
+        }
         flock(lock, LOCK_UN)
         close(lock)
         group.wait()
