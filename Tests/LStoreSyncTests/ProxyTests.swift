@@ -119,8 +119,14 @@ struct ProxyTests {
         // passes it on chunked.
         #expect(try chunkedRefsRequest(url).contains("base"))
 
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        let posts = lines.filter { $0.hasPrefix("POST /lstore/v1") }
+        // nginx logs a request after its answer has gone out: wait (bounded) for the last line.
+        var lines: [Substring] = [], posts: [Substring] = []
+        for _ in 0..<500 {
+            lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            posts = lines.filter { $0.hasPrefix("POST /lstore/v1") }
+            if posts.count >= 4 && posts.contains(where: { $0.hasSuffix("request=chunked") }) { break }
+            usleep(10_000)
+        }
         #expect(posts.count >= 4, "\(lines)")
         #expect(posts.allSatisfy { $0.contains(" 200 reply=chunked") }, "every answer reached the client chunked: \(lines)")
         #expect(posts.contains { $0.hasSuffix("request=chunked") }, "one request went chunked: \(lines)")
