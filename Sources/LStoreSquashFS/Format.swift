@@ -173,36 +173,13 @@ extension Codec {
     var superblockId: UInt16 { self == .none ? UInt16(Codec.gzip.rawValue) : UInt16(rawValue) }
 }
 
-/// Reads little-endian integers from bytes in memory it keeps, with LStoreTree's `ByteReader`:
-/// too little input throws `SquashFSError.corrupt` naming `what`, never traps.
-struct LittleEndianReader {
-    let bytes: [UInt8]
-    private(set) var offset = 0
-    let what: String
+/// Reads little-endian integers from bytes in memory it keeps: too little input throws
+/// `SquashFSError.corrupt` naming `what`, never traps.
+typealias LittleEndianReader = OwnedByteReader<SquashFSError>
 
-    init(_ bytes: [UInt8], what: String) {
-        self.bytes = bytes
-        self.what = what
-    }
-
-    var remaining: Int { bytes.count - offset }
-
-    mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
-    mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
-    mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
-    mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
-    mutating func bytes(_ count: Int) throws -> [UInt8] { try read { try $0.array(count) } }
-
-    /// Reads with a `ByteReader` over what is left, and moves past what it read.
-    private mutating func read<T>(_ body: (inout ByteReader<SquashFSError>) throws -> T) throws -> T {
-        let start = offset
-        let (value, used) = try bytes.withUnsafeBytes { raw in
-            var reader = ByteReader<SquashFSError>(UnsafeRawBufferPointer(rebasing: raw[start...]), what: what)
-            return (try body(&reader), reader.offset)
-        }
-        offset += used
-        return value
-    }
+extension OwnedByteReader<SquashFSError> {
+    /// The next `count` bytes, copied.
+    mutating func bytes(_ count: Int) throws -> [UInt8] { try array(count) }
 }
 
 extension SquashFSError: TruncatedInputError {

@@ -173,49 +173,14 @@ struct FrameReader {
 }
 
 /// Reads a payload; too few bytes throw a protocol violation, never trap.
-struct WireReader {
-    let bytes: [UInt8]
-    let what: String
-    private(set) var offset = 0
+typealias WireReader = OwnedByteReader<SyncError>
 
-    init(_ bytes: [UInt8], what: String) {
-        self.bytes = bytes
-        self.what = what
-    }
-
-    var isAtEnd: Bool { offset == bytes.count }
-
-    mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
-    mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
-    mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
-    mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
-
-    mutating func take(_ count: Int) throws -> ArraySlice<UInt8> {
-        guard count >= 0, count <= bytes.count - offset else { throw SyncError(truncated: what, at: offset, needed: count) }
-        defer { offset += count }
-        return bytes[offset..<offset + count]
-    }
-
-    mutating func digest() throws -> Digest { try read { try $0.digest() } }
-
-    mutating func rest() -> ArraySlice<UInt8> {
-        defer { offset = bytes.count }
-        return bytes[offset...]
-    }
+extension OwnedByteReader<SyncError> {
+    /// The next `count` bytes, as a slice of the payload.
+    mutating func take(_ count: Int) throws -> ArraySlice<UInt8> { try slice(count) }
 
     func expectEnd() throws {
-        guard isAtEnd else { throw SyncError.protocolViolation("\(what): \(bytes.count - offset) bytes too many in a frame") }
-    }
-
-    /// Reads with LStoreTree's `ByteReader` over what is left, and moves past what it read.
-    private mutating func read<T>(_ body: (inout ByteReader<SyncError>) throws -> T) throws -> T {
-        let start = offset
-        let (value, used) = try bytes.withUnsafeBytes { raw in
-            var reader = ByteReader<SyncError>(UnsafeRawBufferPointer(rebasing: raw[start...]), what: what)
-            return (try body(&reader), reader.offset)
-        }
-        offset += used
-        return value
+        guard isAtEnd else { throw SyncError.protocolViolation("\(what): \(remaining) bytes too many in a frame") }
     }
 }
 
