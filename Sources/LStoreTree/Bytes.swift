@@ -1,19 +1,21 @@
 /// Appends little-endian integers and bytes: how every binary object and file of a store is
 /// written, every payload of the sync protocol, and every table of a squashfs image.
+/// Its methods are `@inlinable`: the squashfs writer and the store call them per field, from
+/// other modules, where a call each would cost more than the write.
 public struct ByteWriter {
     public var bytes: [UInt8] = []
 
-    public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+    @inlinable public init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
 
-    public mutating func u8(_ value: UInt8) { bytes.append(value) }
-    public mutating func u16(_ value: UInt16) { integer(value) }
-    public mutating func u32(_ value: UInt32) { integer(value) }
-    public mutating func u64(_ value: UInt64) { integer(value) }
-    public mutating func i64(_ value: Int64) { integer(value) }
-    public mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
-    public mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
+    @inlinable public mutating func u8(_ value: UInt8) { bytes.append(value) }
+    @inlinable public mutating func u16(_ value: UInt16) { integer(value) }
+    @inlinable public mutating func u32(_ value: UInt32) { integer(value) }
+    @inlinable public mutating func u64(_ value: UInt64) { integer(value) }
+    @inlinable public mutating func i64(_ value: Int64) { integer(value) }
+    @inlinable public mutating func append(_ other: some Collection<UInt8>) { bytes.append(contentsOf: other) }
+    @inlinable public mutating func digest(_ digest: Digest) { digest.withUnsafeBytes { bytes.append(contentsOf: $0) } }
 
-    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
+    @inlinable mutating func integer<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 }
@@ -27,39 +29,41 @@ public protocol TruncatedInputError: Error {
 
 /// Reads little-endian integers and bytes from memory, what `ByteWriter` wrote. Every read is
 /// bounds-checked: too little input throws `Failure` naming `what`, never traps.
+/// Its methods are `@inlinable`, so that other modules get them specialised for their error type.
 public struct ByteReader<Failure: TruncatedInputError> {
     public let bytes: UnsafeRawBufferPointer
-    public private(set) var offset = 0
+    /// Set only by the reads (public for them to be inlined into other modules).
+    public var offset = 0
     /// Names what is being read, for the error.
     public let what: String
 
-    public init(_ bytes: UnsafeRawBufferPointer, what: String) {
+    @inlinable public init(_ bytes: UnsafeRawBufferPointer, what: String) {
         self.bytes = bytes
         self.what = what
     }
 
-    public var remaining: Int { bytes.count - offset }
-    public var isAtEnd: Bool { offset == bytes.count }
+    @inlinable public var remaining: Int { bytes.count - offset }
+    @inlinable public var isAtEnd: Bool { offset == bytes.count }
 
-    public mutating func u8() throws(Failure) -> UInt8 { try integer() }
-    public mutating func u16() throws(Failure) -> UInt16 { try integer() }
-    public mutating func u32() throws(Failure) -> UInt32 { try integer() }
-    public mutating func u64() throws(Failure) -> UInt64 { try integer() }
-    public mutating func i64() throws(Failure) -> Int64 { try integer() }
+    @inlinable public mutating func u8() throws(Failure) -> UInt8 { try integer() }
+    @inlinable public mutating func u16() throws(Failure) -> UInt16 { try integer() }
+    @inlinable public mutating func u32() throws(Failure) -> UInt32 { try integer() }
+    @inlinable public mutating func u64() throws(Failure) -> UInt64 { try integer() }
+    @inlinable public mutating func i64() throws(Failure) -> Int64 { try integer() }
 
     /// The next `count` bytes, in place.
-    public mutating func take(_ count: Int) throws(Failure) -> UnsafeRawBufferPointer {
+    @inlinable public mutating func take(_ count: Int) throws(Failure) -> UnsafeRawBufferPointer {
         guard count >= 0, count <= remaining else { throw Failure(truncated: what, at: offset, needed: count - remaining) }
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
     }
 
     /// The next `count` bytes, copied.
-    public mutating func array(_ count: Int) throws(Failure) -> [UInt8] { Array(try take(count)) }
+    @inlinable public mutating func array(_ count: Int) throws(Failure) -> [UInt8] { Array(try take(count)) }
 
-    public mutating func digest() throws(Failure) -> Digest { Digest(bytes: try take(Digest.byteCount)) }
+    @inlinable public mutating func digest() throws(Failure) -> Digest { Digest(bytes: try take(Digest.byteCount)) }
 
-    private mutating func integer<T: FixedWidthInteger>() throws(Failure) -> T {
+    @inlinable mutating func integer<T: FixedWidthInteger>() throws(Failure) -> T {
         let size = MemoryLayout<T>.size
         guard size <= remaining else { throw Failure(truncated: what, at: offset, needed: size - remaining) }
         defer { offset += size }
