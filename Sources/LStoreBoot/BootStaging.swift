@@ -371,13 +371,6 @@ func writeFileAtomically(_ text: String, to path: String, mode: mode_t = 0o644) 
     try writeFileAtomically(Array(text.utf8), to: path, temporary: temporary, mode: mode)
 }
 
-/// Flushes a written file or directory to disk.
-public func syncPath(_ path: String) throws {
-    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-    defer { close(fd) }
-    try systemCall("fsync", path: path) { fsync(fd) }
-}
-
 /// Makes the directory `path` and those above it that are missing.
 public func makeDirectories(_ path: String) throws {
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)

@@ -73,44 +73,46 @@ public struct ByteReader<Failure: TruncatedInputError> {
 
 /// A `ByteReader` over bytes it keeps (a frame's payload, an image's table entry), for input that
 /// has no buffer outliving the reads. The same checks: too little input throws `Failure`.
+/// `@inlinable` as `ByteReader` is: squashfs's reader parses each inode and table entry with it.
 public struct OwnedByteReader<Failure: TruncatedInputError> {
     public let bytes: [UInt8]
-    public private(set) var offset = 0
+    /// Set only by the reads (public for them to be inlined into other modules).
+    public var offset = 0
     /// Names what is being read, for the error.
     public let what: String
 
-    public init(_ bytes: [UInt8], what: String) {
+    @inlinable public init(_ bytes: [UInt8], what: String) {
         self.bytes = bytes
         self.what = what
     }
 
-    public var remaining: Int { bytes.count - offset }
-    public var isAtEnd: Bool { offset == bytes.count }
+    @inlinable public var remaining: Int { bytes.count - offset }
+    @inlinable public var isAtEnd: Bool { offset == bytes.count }
 
-    public mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
-    public mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
-    public mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
-    public mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
-    public mutating func digest() throws -> Digest { try read { try $0.digest() } }
+    @inlinable public mutating func u8() throws -> UInt8 { try read { try $0.u8() } }
+    @inlinable public mutating func u16() throws -> UInt16 { try read { try $0.u16() } }
+    @inlinable public mutating func u32() throws -> UInt32 { try read { try $0.u32() } }
+    @inlinable public mutating func u64() throws -> UInt64 { try read { try $0.u64() } }
+    @inlinable public mutating func digest() throws -> Digest { try read { try $0.digest() } }
 
     /// The next `count` bytes, copied.
-    public mutating func array(_ count: Int) throws -> [UInt8] { try read { try $0.array(count) } }
+    @inlinable public mutating func array(_ count: Int) throws -> [UInt8] { try read { try $0.array(count) } }
 
     /// The next `count` bytes, as a slice of the kept bytes.
-    public mutating func slice(_ count: Int) throws -> ArraySlice<UInt8> {
+    @inlinable public mutating func slice(_ count: Int) throws -> ArraySlice<UInt8> {
         guard count >= 0, count <= remaining else { throw Failure(truncated: what, at: offset, needed: count - remaining) }
         defer { offset += count }
         return bytes[offset..<offset + count]
     }
 
     /// Everything not read yet.
-    public mutating func rest() -> ArraySlice<UInt8> {
+    @inlinable public mutating func rest() -> ArraySlice<UInt8> {
         defer { offset = bytes.count }
         return bytes[offset...]
     }
 
     /// Reads with a `ByteReader` over what is left, and moves past what it read.
-    private mutating func read<T>(_ body: (inout ByteReader<Failure>) throws -> T) throws -> T {
+    @inlinable mutating func read<T>(_ body: (inout ByteReader<Failure>) throws -> T) throws -> T {
         let start = offset
         let (value, used) = try bytes.withUnsafeBytes { raw in
             var reader = ByteReader<Failure>(UnsafeRawBufferPointer(rebasing: raw[start...]), what: what)

@@ -59,7 +59,16 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String, temporary: St
 
 /// Fsyncs the directory at `path`, so that names created, renamed or removed in it are durable.
 public func syncDirectory(_ path: String) throws {
-    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    try sync(path, flags: O_DIRECTORY)
+}
+
+/// Fsyncs the file or directory at `path`: its data, or the names in it.
+public func syncPath(_ path: String) throws {
+    try sync(path, flags: 0)
+}
+
+private func sync(_ path: String, flags: Int32) throws {
+    let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC | flags) }
     defer { close(fd) }
     try systemCall("fsync", path: path) { fsync(fd) }
 }
