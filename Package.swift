@@ -40,10 +40,11 @@ let package = Package(
         // Moving layers between stores: the protocol (spec/protocol.md), its carriers (HTTP(S) through
         // LStoreHTTP, ssh through pipes), the server on POSIX sockets and OpenSSL, pull and push.
         .target(name: "LStoreSync", dependencies: ["LStoreStore", "LStoreHTTP", "LStoreTree", "COpenSSL"]),
-        // Images in: docker save archives, OCI layouts and archives (spec/oci.md); their documents,
-        // blobs checked against their digests, layers decompressed and applied onto their parents.
+        // Images: docker save archives, OCI layouts and archives, and registries (distribution-spec,
+        // through LStoreHTTP) (spec/oci.md); documents and blobs checked against their digests,
+        // layers decompressed and applied onto their parents.
         .target(name: "LStoreOCI", dependencies: [
-            "LStoreStore", "LStoreTar", "LStoreTree", "CZlib", "CZstd",
+            "LStoreStore", "LStoreHTTP", "LStoreTar", "LStoreTree", "CZlib", "CZstd",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Store and images: the store as block source and fragment cache; directories, images, tarballs committed.

@@ -23,39 +23,25 @@ struct ImportCommand: ParsableCommand {
     @Option(help: "The ref to point at the image's commit.")
     var ref: String
 
-    @Option(help: ArgumentHelp("A directory of the image to take as the root filesystem.", valueName: "dir"))
-    var rootfs: String?
-
-    @Option(help: ArgumentHelp("The platform to choose from an index (default: this machine's).", valueName: "os/arch[/variant]"))
-    var platform: String?
-
-    @Option(help: "Worker threads (default: every core).")
-    var threads: Int?
+    @OptionGroup var imageOptions: ImagePullOptions
 
     func validate() throws {
         try validateRefName(ref)
-        if let platform, Platform(parsing: platform) == nil {
-            throw ValidationError("--platform '\(platform)' is not os/arch or os/arch/variant")
-        }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         let store = try storeOptions.open()
         let reference = try ImageReference(parsing: image)
         let environment = ProcessInfo.processInfo.environment
-        var options = ImportOptions()
-        if let platform { options.platform = Platform(parsing: platform)! }
-        options.rootfs = rootfs
-        options.limits = try ImportLimits(environment: environment)
+        var options = try imageOptions.importOptions()
         if let epoch = environment["SOURCE_DATE_EPOCH"], !epoch.isEmpty {
             guard let seconds = Int64(epoch) else { throw CommandError("SOURCE_DATE_EPOCH '\(epoch)' is not a number") }
             options.time = seconds
         }
         let current = try store.ref(ref)
         let writer = try StoreWriter(store: store)
-        let ingest = Ingest(writer: writer, threads: threads ?? availableCores())
-        let result = try Importer(reference: reference, options: options).run(ingest: ingest)
+        let ingest = Ingest(writer: writer, threads: imageOptions.threads ?? availableCores())
+        let result = try Importer(options: options).run(reference, ingest: ingest)
         try writer.finish()
         try store.updateRef(ref, to: result.imageCommit, expecting: current.map { .value($0) } ?? .absent,
                             message: "import: \(reference)")

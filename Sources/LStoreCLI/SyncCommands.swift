@@ -186,23 +186,39 @@ struct PullCommand: ParsableCommand {
             """)
 
     @OptionGroup var storeOptions: StoreOptions
-    @Argument(help: "A remote's name or a URL.") var remote: String
-    @Argument(help: ArgumentHelp("The peer's ref, and optionally the local name.", valueName: "ref[:local]")) var ref: String
+    @Argument(help: "A remote's name or a URL, or docker://[HOST/]NAME[:TAG|@DIGEST] for an image in a registry.") var remote: String
+    @Argument(help: ArgumentHelp("The peer's ref, and optionally the local name (not for docker://).", valueName: "ref[:local]")) var ref: String?
+    @Option(name: .customLong("ref"), help: ArgumentHelp("docker://: the local ref to point at the image's commit.", valueName: "name"))
+    var imageRef: String?
     @Flag(help: "Move the local ref even when the pulled commit does not descend from it.") var force = false
     @Option(name: .customLong("pack-size"), help: ArgumentHelp("Make what arrived durable every SIZE of objects (an interrupted pull keeps it).", valueName: "size"))
     var packSize = "64M"
     @OptionGroup var peerOptions: PeerOptions
+    @OptionGroup var registryOptions: RegistryCommandOptions
+    @OptionGroup var imageOptions: ImagePullOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard let size = parseSize(packSize), size > 0 else { throw ValidationError("invalid --pack-size '\(packSize)'") }
+        if remote.hasPrefix("docker://") {
+            guard ref == nil else { throw ValidationError("docker:// takes no REF argument; name the local ref with --ref") }
+            guard let imageRef else { throw ValidationError("docker:// needs --ref NAME: the local ref to point at the image") }
+            try validateRefName(imageRef)
+            return
+        }
+        guard imageRef == nil else { throw ValidationError("--ref is for docker:// images; a peer's ref is the REF argument") }
+        guard let ref else { throw ValidationError("missing REF: the peer's ref to pull") }
         let (remoteRef, localRef) = try splitRefPair(ref)
         try validateRefName(remoteRef)
         try validateRefName(localRef)
     }
 
     func run() throws {
-        let (remoteRef, localRef) = try splitRefPair(ref)
+        if remote.hasPrefix("docker://") {
+            return try pullImage(remote, ref: imageRef!, store: try storeOptions.open(), registry: registryOptions, peer: peerOptions,
+                                 image: imageOptions, json: output.json)
+        }
+        let (remoteRef, localRef) = try splitRefPair(ref!)
         let store = try storeOptions.open()
         let peer = try peerOptions.connect(remote, storePath: storeOptions.path)
         let bar = ProgressBar("pulling \(remoteRef)", total: 0, bytes: true)
@@ -223,20 +239,27 @@ struct PushCommand: ParsableCommand {
             """)
 
     @OptionGroup var storeOptions: StoreOptions
-    @Argument(help: "A remote's name or a URL.") var remote: String
-    @Argument(help: ArgumentHelp("A local ref or commit, and optionally the peer's ref name.", valueName: "ref[:remote-ref]")) var ref: String
+    @Argument(help: "A remote's name or a URL, or docker://[HOST/]NAME[:TAG] for an image in a registry.") var remote: String
+    @Argument(help: ArgumentHelp("A local ref or commit, and optionally the peer's ref name (not for docker://).", valueName: "ref[:remote-ref]")) var ref: String
     @Flag(help: "Move the peer's ref whatever it points at now.") var force = false
     @Option(name: .customLong("pack-size"), help: ArgumentHelp("Send objects in batches of SIZE, each durable on the peer before the next.", valueName: "size"))
     var packSize = "64M"
     @OptionGroup var peerOptions: PeerOptions
+    @OptionGroup var registryOptions: RegistryCommandOptions
+    @OptionGroup var imageOptions: ImagePushOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard let size = parseSize(packSize), size > 0 else { throw ValidationError("invalid --pack-size '\(packSize)'") }
+        if remote.hasPrefix("docker://") { return }
         try validateRefName(try splitRefPair(ref).1)
     }
 
     func run() throws {
+        if remote.hasPrefix("docker://") {
+            return try pushImage(ref, to: remote, store: try storeOptions.open(), registry: registryOptions, peer: peerOptions,
+                                 image: imageOptions, json: output.json)
+        }
         let (revision, remoteRef) = try splitRefPair(ref)
         let store = try storeOptions.open()
         let peer = try peerOptions.connect(remote, storePath: storeOptions.path)

@@ -93,6 +93,9 @@ public struct HTTPClientOptions: Sendable {
     public var maxRedirects = 10
     /// A PEM file of the certificates a server's may chain to, instead of the system's.
     public var caFile: String?
+    /// Whether a server's certificate must chain to a trusted one and name the host. Off only
+    /// when the user says a server is not to be checked (`--insecure`).
+    public var verifyCertificates = true
     public var userAgent = "lstore"
 
     public init() {}

@@ -61,6 +61,10 @@ public final class HTTPExchange {
             set(lstore_curl_setopt_string(easy, CURLOPT_CAINFO, caFile))
             set(lstore_curl_setopt_string(easy, CURLOPT_CAPATH, nil))
         }
+        if !client.options.verifyCertificates {
+            set(lstore_curl_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0))
+            set(lstore_curl_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0))
+        }
         set(lstore_curl_setopt_long(easy, CURLOPT_FOLLOWLOCATION, client.options.maxRedirects > 0 ? 1 : 0))
         set(lstore_curl_setopt_long(easy, CURLOPT_MAXREDIRS, client.options.maxRedirects))
         set(lstore_curl_setopt_long(easy, CURLOPT_UNRESTRICTED_AUTH, 0))

@@ -66,7 +66,9 @@ public struct ImageReference: Sendable, CustomStringConvertible {
 
 /// One layer of a resolved image: where its blob is, what it must hash to.
 struct LayerSource {
-    var location: BlobLocation
+    /// Where the blob is. A registry's layer is downloaded while lower layers are applied: this
+    /// waits until its file is complete (and throws the download's error).
+    var open: () throws -> BlobLocation
     /// The blob's digest (nil for a legacy `docker save` layer, which only has its diff_id).
     var digest: ImageDigest?
     var diffID: ImageDigest
@@ -75,6 +77,8 @@ struct LayerSource {
 /// An image found in its source: its manifest's digest, config, and layers, bottom first.
 struct ResolvedImage {
     var manifestDigest: ImageDigest?
+    /// The image index (or manifest list) the manifest was chosen from, when a registry's tag named one.
+    var indexDigest: ImageDigest? = nil
     var configDigest: ImageDigest
     var config: ImageConfig
     var layers: [LayerSource]
@@ -145,7 +149,7 @@ struct ImageResolver {
             guard let location = try files.location(of: path) else { throw ImportError("\(files.path): layer '\(path)' is not in the archive") }
             var digest: ImageDigest?
             if path.hasPrefix("blobs/sha256/") { digest = ImageDigest(parsing: "sha256:" + path.dropFirst(13)) }
-            layers.append(LayerSource(location: location, digest: digest, diffID: diffID))
+            layers.append(LayerSource(open: { location }, digest: digest, diffID: diffID))
         }
         return ResolvedImage(manifestDigest: nil, configDigest: configDigest, config: config, layers: layers)
     }
@@ -173,17 +177,7 @@ struct ImageResolver {
         var candidates: [Descriptor] = []
         try collect(entries, files: files, depth: 0, into: &candidates)
         guard !candidates.isEmpty else { throw ImportError("\(files.path): no image manifest") }
-        var chosen = candidates
-        if candidates.count > 1 {
-            chosen = candidates.filter { $0.platform?.satisfies(platform) == true }
-            guard !chosen.isEmpty else {
-                throw ImportError("\(files.path): no image for platform \(platform) (it has \(candidates.map { $0.platform?.description ?? "unknown" }.joined(separator: ", ")))")
-            }
-            guard Set(chosen.map(\.digest)).count == 1 else {
-                throw ImportError("\(files.path): \(chosen.count) images for platform \(platform); name one by tag or digest")
-            }
-        }
-        let descriptor = chosen[0]
+        let descriptor = try Self.choose(candidates, platform: platform, display: files.path)
         let display = "\(files.path): manifest \(descriptor.digest.short)"
         let manifest = try Documents.manifest(try readDocument(try files.blob(descriptor.digest, size: descriptor.size, display: "manifest"),
                                                                expecting: descriptor.digest, display: display), display: display)
@@ -200,9 +194,24 @@ struct ImageResolver {
             throw ImportError("\(configDisplay): the image is for \(config.platform), not \(platform)")
         }
         let layers = try zip(manifest.layers, config.diffIDs).map { layer, diffID in
-            LayerSource(location: try files.blob(layer.digest, size: layer.size, display: "layer"), digest: layer.digest, diffID: diffID)
+            let location = try files.blob(layer.digest, size: layer.size, display: "layer")
+            return LayerSource(open: { location }, digest: layer.digest, diffID: diffID)
         }
         return ResolvedImage(manifestDigest: descriptor.digest, configDigest: manifest.config.digest, config: config, layers: layers)
+    }
+
+    /// The one manifest of `candidates` for `platform`: the only candidate, else the one whose
+    /// descriptor's platform satisfies it (several descriptors of one digest count once).
+    static func choose(_ candidates: [Descriptor], platform: Platform, display: String) throws -> Descriptor {
+        guard candidates.count > 1 else { return candidates[0] }
+        let chosen = candidates.filter { $0.platform?.satisfies(platform) == true }
+        guard !chosen.isEmpty else {
+            throw ImportError("\(display): no image for platform \(platform) (it has \(candidates.map { $0.platform?.description ?? "unknown" }.joined(separator: ", ")))")
+        }
+        guard Set(chosen.map(\.digest)).count == 1 else {
+            throw ImportError("\(display): \(chosen.count) images for platform \(platform); name one by tag or digest")
+        }
+        return chosen[0]
     }
 
     /// The manifests `entries` name, descending into nested indexes (containerd's image store, a

@@ -28,29 +28,59 @@ public struct ImportResult: Sendable {
 /// image's provenance and config. See spec/oci.md for what is recorded and why. Nothing is
 /// durable until every layer is read and checked; moving a ref is the caller's last step.
 public struct Importer {
-    public let reference: ImageReference
     public let options: ImportOptions
 
-    public init(reference: ImageReference, options: ImportOptions) {
-        self.reference = reference
+    public init(options: ImportOptions) {
         self.options = options
     }
 
     /// The author of every commit an import makes.
     public static let author = "lstore import"
 
-    public func run(ingest: Ingest) throws -> ImportResult {
+    /// Imports the image `reference` names (a `docker save` archive, an OCI layout or archive).
+    public func run(_ reference: ImageReference, ingest: Ingest) throws -> ImportResult {
         let image = try ImageResolver(reference: reference, platform: options.platform).resolve()
-        let root = Node(name: [], metadata: Metadata(kind: .directory, permissions: 0o755), content: .directory(Directory()))
-        let changes = ChangeSet(root: root, form: .oci)
+        let known = try KnownImageCommits(store: ingest.writer.store)
+        return try importImage(image, source: reference.description, display: reference.path, known: known, ingest: ingest)
+    }
+
+    /// The layer commit each of `image`'s bottom layers already has in the store (see
+    /// `KnownImageCommits`): the longest run from the bottom whose commits are all there. Their
+    /// blobs need not be read at all.
+    func reusableLayers(_ config: ImageConfig, known: KnownImageCommits) -> [Digest] {
+        let times = layerTimes(config)
+        let messages = layerMessages(config)
+        var found: [Digest] = []
+        for (index, diffID) in config.diffIDs.enumerated() {
+            guard let id = known.layer(parent: found.last, diffID: diffID, time: options.time ?? times[index],
+                                       message: messages[index]) else { break }
+            found.append(id)
+        }
+        return found
+    }
+
+    /// Makes the commits of a resolved image: a commit per layer (reusing those the store has), and
+    /// the image commit. `source` names the image in its commit; `display` starts every message.
+    func importImage(_ image: ResolvedImage, source: String, display imageDisplay: String, known: KnownImageCommits,
+                     ingest: Ingest) throws -> ImportResult {
+        let store = ingest.writer.store
         let times = layerTimes(image.config)
         let messages = layerMessages(image.config)
-        var parent: Digest?
-        var commits: [Digest] = []
+        var commits = reusableLayers(image.config, known: known)
+        var parent = commits.last
         var stored: (tree: Digest, stats: TreeStats)?
-        for (index, layer) in image.layers.enumerated() {
-            let display = "\(reference.path): layer \(index + 1) (\(layer.digest?.short ?? layer.diffID.short))"
-            let stream = try LayerStream(blob: BlobReader(layer.location), display: display, limits: options.limits)
+        let root: Node
+        if let parent {
+            let commit = try store.commit(parent)
+            root = try store.loadTree(commit.tree)
+            stored = (commit.tree, TreeStats(size: commit.size, files: commit.files, entries: commit.entries))
+        } else {
+            root = Node(name: [], metadata: Metadata(kind: .directory, permissions: 0o755), content: .directory(Directory()))
+        }
+        let changes = ChangeSet(root: root, form: .oci)
+        for (index, layer) in image.layers.enumerated().dropFirst(commits.count) {
+            let display = "\(imageDisplay): layer \(index + 1) (\(layer.digest?.short ?? layer.diffID.short))"
+            let stream = try LayerStream(blob: BlobReader(try layer.open()), display: display, limits: options.limits)
             _ = try TarReader().readEntries(stream: { try stream.read(into: $0) }, display: display, ingest: { size, read in
                 try ingest.ingestStream(size: size, read: read)
             }) { entry in
@@ -68,10 +98,8 @@ public struct Importer {
             }
             let (tree, stats) = try ingest.storeTree(root)
             stored = (tree, stats)
-            let commit = Commit(tree: tree, parents: parent.map { [$0] } ?? [], time: options.time ?? times[index],
-                                author: Self.author, source: "oci-layer \(layer.diffID)", size: stats.size, files: stats.files,
-                                entries: stats.entries, extraHeaders: [CommitHeader(key: "oci-diff-id", value: layer.diffID.description)],
-                                message: messages[index])
+            let commit = Self.layerCommit(tree: tree, stats: stats, parent: parent, diffID: layer.diffID,
+                                          time: options.time ?? times[index], message: messages[index])
             let id = try ingest.storeCommit(commit)
             commits.append(id)
             parent = id
@@ -83,17 +111,27 @@ public struct Importer {
         let (tree, stats) = try stored ?? ingest.storeTree(root)
         let commit = Commit(tree: tree, parents: parent.map { [$0] } ?? [],
                             time: options.time ?? image.config.created.flatMap(parseRFC3339) ?? 0,
-                            author: Self.author, source: reference.description, size: stats.size, files: stats.files,
-                            entries: stats.entries, extraHeaders: imageHeaders(image),
-                            message: "import \(reference)\n")
+                            author: Self.author, source: source, size: stats.size, files: stats.files,
+                            entries: stats.entries, extraHeaders: imageHeaders(image, source: source),
+                            message: "import \(source)\n")
         let id = try ingest.storeCommit(commit)
         return ImportResult(layerCommits: commits, imageCommit: id, imageTree: tree)
     }
 
+    /// The commit of one layer: everything but its tree follows from the layer's diff_id, its
+    /// history entry and the commit below, which is what lets a later import find it again.
+    static func layerCommit(tree: Digest, stats: TreeStats, parent: Digest?, diffID: ImageDigest, time: Int64,
+                            message: String) -> Commit {
+        Commit(tree: tree, parents: parent.map { [$0] } ?? [], time: time, author: author, source: "oci-layer \(diffID)",
+               size: stats.size, files: stats.files, entries: stats.entries,
+               extraHeaders: [CommitHeader(key: "oci-diff-id", value: diffID.description)], message: message)
+    }
+
     /// The headers of the image commit, in this order, each present only when the image has it.
-    func imageHeaders(_ image: ResolvedImage) -> [CommitHeader] {
-        var headers: [CommitHeader] = [CommitHeader(key: "oci-source", value: reference.description)]
+    func imageHeaders(_ image: ResolvedImage, source: String) -> [CommitHeader] {
+        var headers: [CommitHeader] = [CommitHeader(key: "oci-source", value: source)]
         if let digest = image.manifestDigest { headers.append(CommitHeader(key: "oci-image-digest", value: digest.description)) }
+        if let digest = image.indexDigest { headers.append(CommitHeader(key: "oci-index-digest", value: digest.description)) }
         headers.append(CommitHeader(key: "oci-config", value: image.configDigest.description))
         let config = image.config
         headers.append(CommitHeader(key: "oci-platform", value: config.platform.description))
@@ -132,10 +170,10 @@ public struct Importer {
         var node = root
         for component in path.split(separator: "/") where component != "." {
             guard component != "..", let next = node.directory?.child(named: Array(component.utf8)) else {
-                throw ImportError("\(reference): --rootfs \(path): no such directory in the image")
+                throw ImportError("--rootfs \(path): no such directory in the image")
             }
             guard next.directory != nil else {
-                throw ImportError("\(reference): --rootfs \(path): '\(component)' is a \(next.metadata.kind), not a directory")
+                throw ImportError("--rootfs \(path): '\(component)' is a \(next.metadata.kind), not a directory")
             }
             node = next
         }

@@ -14,6 +14,12 @@ public struct TreeStats: Equatable, Sendable {
     public var files: UInt64 = 0
     /// Entries of every kind, the root included.
     public var entries: UInt64 = 0
+
+    public init(size: UInt64 = 0, files: UInt64 = 0, entries: UInt64 = 0) {
+        self.size = size
+        self.files = files
+        self.entries = entries
+    }
 }
 
 /// Cuts regular files into blocks and stores each new block once, compressed; stores file objects

@@ -16,6 +16,7 @@ struct StoreLayout: Sendable {
     /// Derived data, not part of the store's content: `gc` removes it.
     var cacheDirectory: String { root + "/cache" }
     var fragmentCache: String { cacheDirectory + "/fragments" }
+    var downloads: String { cacheDirectory + "/downloads" }
     /// Shared by every open store (readers and writers) for its whole life, exclusive for gc and repack.
     var storeLock: String { root + "/lock" }
     /// Exclusive while refs are read, compared and replaced.

@@ -131,6 +131,10 @@ extension Store {
         }
         // The caches may name blocks that are gone, and only grow: they start again empty.
         unlink(layout.fragmentCache)
+        // Blobs of registry pulls that did not finish (their content is not in the store).
+        for leftover in (try? listDirectory(layout.downloads)) ?? [] {
+            unlink(layout.downloads + "/" + String(decoding: leftover, as: UTF8.self))
+        }
         try syncDirectory(layout.packsDirectory)
         return report
     }

@@ -42,6 +42,9 @@ public final class Store: @unchecked Sendable {
 
     /// The cache of compressed squashfs fragment blocks (`cache/fragments`).
     public func openFragmentCache() -> BlobCache { BlobCache(path: layout.fragmentCache) }
+    /// Where registry pulls keep blobs while they arrive (an interrupted pull resumes from them);
+    /// derived data, which gc removes.
+    public var downloadsDirectory: String { layout.downloads }
 
     public var blockSize: Int { config.blockSize }
     public var compression: CompressionSpec { config.compression }
