@@ -382,9 +382,3 @@ public func isDirectory(_ path: String) -> Bool {
     return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
 }
 
-/// Removes `path` and everything below it; nothing when it does not exist.
-public func removeTree(_ path: String) throws {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return }
-    try FileManager.default.removeItem(atPath: path)
-}

@@ -9,7 +9,8 @@ import Glibc
 /// caller has not caught up, so neither side holds more than a few buffers' worth.
 public final class HTTPExchange {
     public let request: HTTPRequest
-    private unowned let client: HTTPClient
+    /// Strong: an exchange may outlive its caller's last use of the client (the client holds it weakly).
+    private let client: HTTPClient
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var added = false
 

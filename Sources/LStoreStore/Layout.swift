@@ -17,6 +17,7 @@ struct StoreLayout: Sendable {
     var cacheDirectory: String { root + "/cache" }
     var fragmentCache: String { cacheDirectory + "/fragments" }
     var downloads: String { cacheDirectory + "/downloads" }
+    var scratch: String { cacheDirectory + "/scratch" }
     /// Shared by every open store (readers and writers) for its whole life, exclusive for gc and repack.
     var storeLock: String { root + "/lock" }
     /// Exclusive while refs are read, compared and replaced.

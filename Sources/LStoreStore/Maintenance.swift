@@ -135,6 +135,9 @@ extension Store {
         for leftover in (try? listDirectory(layout.downloads)) ?? [] {
             unlink(layout.downloads + "/" + String(decoding: leftover, as: UTF8.self))
         }
+        // Scratch directories of processes that were killed (gc holds the store exclusively: no
+        // process that made one is still running).
+        try? removeTree(layout.scratch)
         try syncDirectory(layout.packsDirectory)
         return report
     }

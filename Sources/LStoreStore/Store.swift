@@ -45,6 +45,11 @@ public final class Store: @unchecked Sendable {
     /// Where registry pulls keep blobs while they arrive (an interrupted pull resumes from them);
     /// derived data, which gc removes.
     public var downloadsDirectory: String { layout.downloads }
+    /// A new path in the store's cache for scratch work of one process (a push's image), which
+    /// the caller removes; gc removes what a killed process left.
+    public func scratchDirectory(_ prefix: String) -> String {
+        "\(layout.scratch)/\(prefix)-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    }
 
     public var blockSize: Int { config.blockSize }
     public var compression: CompressionSpec { config.compression }

@@ -80,3 +80,26 @@ func parentDirectory(of path: String) -> String {
     guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return "." }
     return slash == 0 ? "/" : String(decoding: bytes[..<slash], as: UTF8.self)
 }
+
+/// Removes `path` and everything below it, never following a symlink; nothing when it does not
+/// exist. The first failure is thrown.
+public func removeTree(_ path: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0 else {
+        if errno == ENOENT { return }
+        throw FileError(path: path, operation: "lstat", errno: errno)
+    }
+    if info.st_mode & S_IFMT == S_IFDIR {
+        guard let directory = opendir(path) else { throw FileError(path: path, operation: "opendir", errno: errno) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(directory)
+        for name in names { try removeTree(path + "/" + name) }
+        guard rmdir(path) == 0 || errno == ENOENT else { throw FileError(path: path, operation: "rmdir", errno: errno) }
+    } else {
+        guard unlink(path) == 0 || errno == ENOENT else { throw FileError(path: path, operation: "unlink", errno: errno) }
+    }
+}
