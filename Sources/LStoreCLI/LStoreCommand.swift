@@ -18,7 +18,7 @@ public struct LStoreCommand: ParsableCommand {
             InitCommand.self, CommitCommand.self, CheckoutCommand.self, SquashfsCommand.self, InspectCommand.self,
             RefsCommand.self, RefCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self,
             FsckCommand.self, GCCommand.self, RepackCommand.self, StatsCommand.self, ReflogCommand.self, BootCommand.self,
-            ServeCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, ImportCommand.self,
+            ServeCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, ImportCommand.self, ExportCommand.self,
             LoginCommand.self, LogoutCommand.self,
         ])
 
