@@ -83,10 +83,10 @@ func pullImage(_ text: String, ref: String, store: Store, registry: RegistryComm
         ] as [String: Any])
     }
     if result.upToDate {
-        FileHandle.standardError.write(Data("\(reference): up to date\n".utf8))
+        note("\(reference): up to date")
     } else {
-        FileHandle.standardError.write(Data(("\(reference): \(result.fetchedLayers) layer(s) fetched (\(humanBytes(result.bytesFetched))), "
-            + "\(result.reusedLayers) already here, in " + String(format: "%.2f s", seconds) + "\n").utf8))
+        note("\(reference): \(result.fetchedLayers) layer(s) fetched (\(humanBytes(result.bytesFetched))), "
+             + "\(result.reusedLayers) already here, in " + String(format: "%.2f s", seconds))
     }
     print(result.imageCommit.hex)
 }
@@ -94,7 +94,28 @@ func pullImage(_ text: String, ref: String, store: Store, registry: RegistryComm
 /// `lstore push docker://… REV`: the commit as an image, its blobs then its manifest.
 func pushImage(_ revision: String, to text: String, store: Store, registry: RegistryCommandOptions, peer: PeerOptions,
                image: ImagePushOptions, json: Bool) throws {
-    throw CommandError("push to a registry: not built yet")
+    let reference = try RegistryReference(parsing: text)
+    let commit = try store.resolve(revision)
+    let export = ExportOptions(format: ExportFormat(rawValue: image.format)!, compression: LayerCompression(rawValue: image.compression)!,
+                               threads: availableCores())
+    let started = Date()
+    let result = try RegistryPusher(reference: reference, options: try registry.options(peer: peer)).push(commit, from: store, export: export)
+    let seconds = Date().timeIntervalSince(started)
+    let push = result.push
+    if !result.image.skippedSockets.isEmpty {
+        note("lstore: left out \(result.image.skippedSockets.count) socket(s), which a tar cannot hold")
+    }
+    if json {
+        return try printJSON([
+            "image": reference.description, "commit": commit.hex, "manifest": result.image.manifestDigest.description,
+            "mediaType": result.image.manifestMediaType, "layers": result.image.layers.count, "present": push.present,
+            "mounted": push.mounted, "uploaded": push.uploaded, "bytesUploaded": push.bytesUploaded,
+            "seconds": (seconds * 1000).rounded() / 1000,
+        ] as [String: Any])
+    }
+    note("\(reference): \(push.uploaded) blob(s) uploaded (\(humanBytes(UInt64(push.bytesUploaded)))), \(push.mounted) mounted, "
+         + "\(push.present) already there, in " + String(format: "%.2f s", seconds))
+    print(result.image.manifestDigest.description)
 }
 
 struct LoginCommand: ParsableCommand {

@@ -45,6 +45,8 @@ public final class Store: @unchecked Sendable {
     /// Where registry pulls keep blobs while they arrive (an interrupted pull resumes from them);
     /// derived data, which gc removes.
     public var downloadsDirectory: String { layout.downloads }
+    /// A file of derived data in the store's cache (`cache/NAME`): nothing breaks when it is lost.
+    public func cacheFile(_ name: String) -> String { layout.cacheDirectory + "/" + name }
     /// A new path in the store's cache for scratch work of one process (a push's image), which
     /// the caller removes; gc removes what a killed process left.
     public func scratchDirectory(_ prefix: String) -> String {
