@@ -75,7 +75,8 @@ func printMessage(_ message: String) {
 func commitJSON(_ id: Digest, _ commit: Commit) -> [String: Any] {
     ["commit": id.hex, "tree": commit.tree.hex, "parents": commit.parents.map(\.hex), "time": commit.time,
      "author": commit.author, "source": commit.source, "size": commit.size, "files": commit.files,
-     "entries": commit.entries, "message": commit.message]
+     "entries": commit.entries, "message": commit.message,
+     "headers": Dictionary(commit.extraHeaders.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })]
 }
 
 struct LogCommand: ParsableCommand {
@@ -129,6 +130,8 @@ struct ShowCommand: ParsableCommand {
         print("source  \(commit.source)")
         print("size    \(humanBytes(commit.size)) (\(commit.size) bytes)")
         print("files   \(commit.files) files, \(commit.entries) entries")
+        // Headers lstore does not interpret (an imported image's digest, config, platform ...).
+        for header in commit.extraHeaders { print("\(header.key) \(header.value)") }
         printMessage(commit.message)
     }
 }

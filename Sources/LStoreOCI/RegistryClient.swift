@@ -116,15 +116,8 @@ final class RegistrySession: @unchecked Sendable {
     /// over plain http when that fails and the registry is on loopback or `--insecure` allows it.
     func base(using client: HTTPClient) throws -> String {
         if let base = state.withLock({ $0.base }) { return base }
-        var candidates: [String]
-        if reference.registry == RegistryReference.dockerHub, let url = options.dockerHubURL {
-            candidates = [url.hasSuffix("/") ? String(url.dropLast()) : url]
-        } else {
-            candidates = ["https://\(reference.apiHost)"]
-            if reference.isLoopback || options.insecure { candidates.append("http://\(reference.apiHost)") }
-        }
         var firstError: Error?
-        for candidate in candidates {
+        for candidate in Self.baseCandidates(reference, options: options) {
             do {
                 let (response, body) = try client.fetch(HTTPRequest(method: "GET", url: candidate + "/v2/"), maxBody: 1 << 20)
                 guard response.status == 200 || response.status == 401 else {
@@ -142,6 +135,17 @@ final class RegistrySession: @unchecked Sendable {
             throw RegistryError("\(display): \(error.message) (--ca-file names a CA to trust; --insecure skips the check)")
         }
         throw RegistryError("\(display): \(firstError.map { "\($0)" } ?? "unreachable")")
+    }
+
+    /// The base URLs tried, in order: https, then plain http only on loopback or with `--insecure`;
+    /// for Docker Hub, `LSTORE_DOCKER_HUB_URL` when it is set.
+    static func baseCandidates(_ reference: RegistryReference, options: RegistryOptions) -> [String] {
+        if reference.registry == RegistryReference.dockerHub, let url = options.dockerHubURL {
+            return [url.hasSuffix("/") ? String(url.dropLast()) : url]
+        }
+        var candidates = ["https://\(reference.apiHost)"]
+        if reference.isLoopback || options.insecure { candidates.append("http://\(reference.apiHost)") }
+        return candidates
     }
 
     /// Asks for `pull` on `repository` too in the next token (a cross-repository mount reads it).

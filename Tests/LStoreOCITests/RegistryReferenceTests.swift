@@ -34,6 +34,20 @@ struct RegistryReferenceTests {
         }
     }
 
+    /// Plain HTTP is tried after https only on loopback, or with --insecure.
+    @Test func schemes() throws {
+        var options = RegistryOptions()
+        let remote = try RegistryReference(parsing: "registry.example:5000/steve/gaming")
+        #expect(RegistrySession.baseCandidates(remote, options: options) == ["https://registry.example:5000"])
+        #expect(RegistrySession.baseCandidates(try RegistryReference(parsing: "127.0.0.1:5000/x"), options: options)
+                == ["https://127.0.0.1:5000", "http://127.0.0.1:5000"])
+        #expect(RegistrySession.baseCandidates(try RegistryReference(parsing: "debian"), options: options) == ["https://registry-1.docker.io"])
+        options.insecure = true
+        #expect(RegistrySession.baseCandidates(remote, options: options) == ["https://registry.example:5000", "http://registry.example:5000"])
+        options.dockerHubURL = "http://127.0.0.1:9/"
+        #expect(RegistrySession.baseCandidates(try RegistryReference(parsing: "debian"), options: options) == ["http://127.0.0.1:9"])
+    }
+
     @Test func challenges() {
         let (scheme, parameters) = RegistrySession.parseChallenge(
             #"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/debian:pull""#)
