@@ -3,18 +3,24 @@ SWIFT ?= swift
 # What building and testing need from Debian/Ubuntu.
 APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev libssl-dev openssl \
 	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client strace \
-	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci
+	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci docker-registry apache2-utils docker.io busybox-static
 CHAIN ?= /var/tmp/lstore-chain
 
 .PHONY: all deps build release test demo demo-boot bench boot-check boot-test boot-test-ci clean
 
 all: build
 
-# Installs the apt packages that are missing (needs root, as the tests do).
+# Installs the apt packages that are missing (needs root, as the tests do). No service of theirs
+# is started (a policy-rc.d for the install): the tests run their own registry, Docker engine,
+# nginx and sshd on loopback, and Debian's docker.service would make a docker0 bridge.
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 

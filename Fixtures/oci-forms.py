@@ -10,6 +10,9 @@ v1.2 for manifest.json). Standard library only; it shares no code with lstore.
   oci-forms.py platforms LAYOUT TAG OTHER OUT [--docker]
       a layout whose tag TAG names an index of two images: TAG for this machine's platform and
       OTHER relabelled linux/arm64 (or, with --docker, the same as a Docker schema 2 manifest list)
+  oci-forms.py dir LAYOUT TAG OUT
+      TAG (with every image of a list) as a containers/image `dir:` directory, for skopeo to copy
+      a Docker manifest list or manifest, whose media types its `oci:` transport refuses
   oci-forms.py tiny OUT
       the layout of spec/oci.md's test vector: one small layer, tagged "tiny", with a history
   oci-forms.py hostile CASE OUT
@@ -169,6 +172,35 @@ def platforms(source, tag, other, out, docker):
     dst.finish([top])
 
 
+def dir_transport(source, tag, out):
+    """containers/image's dir: form of TAG: manifest.json (the tag's document), DIGEST.manifest.json
+    for each image of a list, the blobs by hex digest (hard links where possible), a version file."""
+    src = Layout(source)
+    os.makedirs(out, exist_ok=True)
+
+    def put(d, name):
+        target = os.path.join(out, name)
+        if os.path.exists(target):
+            return
+        try:
+            os.link(src.blob_path(d), target)
+        except OSError:
+            with open(target, "wb") as f:
+                f.write(src.read(d))
+
+    def images(d, name):
+        put(d, name)
+        document = src.json(d)
+        for child in document.get("manifests", []):
+            images(child["digest"], child["digest"].split(":", 1)[1] + ".manifest.json")
+        for blob in ([document["config"]] if "config" in document else []) + document.get("layers", []):
+            put(blob["digest"], blob["digest"].split(":", 1)[1])
+
+    images(src.manifest_for(tag)["digest"], "manifest.json")
+    with open(os.path.join(out, "version"), "w") as f:
+        f.write("Directory Transport Version: 1.1\n")
+
+
 def layer_tar(entries):
     """A tar of (name, kind, data-or-target, size-claim) entries."""
     b = io.BytesIO()
@@ -280,6 +312,8 @@ if __name__ == "__main__":
         containerd(*args)
     elif command == "platforms":
         platforms(args[0], args[1], args[2], args[3], "--docker" in args[4:])
+    elif command == "dir":
+        dir_transport(*args)
     elif command == "tiny":
         write_image(args[0], [layer_tar(BASE)], config_edit=lambda c: c.update(
             architecture="amd64",
