@@ -109,7 +109,7 @@ struct RegistryPullTests {
         }
         // child is base plus two layers: four commits under child's image commit, base's one shared.
         let log = try context.ok(["log", "child", "--json"])
-        #expect(log.components(separatedBy: "oci-layer").count - 1 == 3, log)
+        #expect(log.components(separatedBy: "oci-layer").count - 1 == 3, "\(log)")
     }
 
     /// A zstd copy of child shares every layer commit: nothing is fetched but its documents.
@@ -224,7 +224,7 @@ struct RegistryAuthTests {
 /// Registries that misbehave (Fixtures/lying-registry.py): what each asked for, and what a
 /// lie costs — a clear error in bounded time, and nothing changed.
 @Suite(.serialized, .lyingRegistryAvailable, .enabled(if: isRoot, "needs root: owners and devices in the images"))
-struct LyingRegistryTests {
+struct LyingRegistryClientTests {
     let context: RegistryTestContext
     var layout: String { context.fixtures.images + "/layout" }
     init() throws { context = try RegistryTestContext() }
