@@ -6,7 +6,7 @@ APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzm
 	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci docker-registry apache2-utils docker.io busybox-static
 CHAIN ?= /var/tmp/lstore-chain
 
-.PHONY: all deps build release test demo demo-boot bench boot-check boot-test boot-test-ci clean
+.PHONY: all deps build release test registry-test demo demo-boot bench boot-check boot-test boot-test-ci clean
 
 all: build
 
@@ -37,6 +37,13 @@ test: deps
 	$(SWIFT) build -c release --product lstore
 	$(SWIFT) build --build-tests
 	LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build
+
+# The registry suites (a real docker-registry, a lying one, a Docker engine), not yet in `make test`.
+registry-test: deps
+	$(SWIFT) build -c release --product lstore
+	$(SWIFT) build --build-tests
+	LSTORE_REGISTRY_TESTS=1 LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build \
+		--filter 'Registry|LyingRegistry'
 
 # Commits a generated base layer and a child, diffs them, checks the child out and verifies it;
 # writes the child's squashfs image from the store, mounts it and compares it with the committed
