@@ -9,6 +9,7 @@
 # DIR holds docker.sock (clients: docker -H unix://DIR/docker.sock), pid, dockerd.log, data/ and
 # exec/. Needs root and docker.io.
 set -euo pipefail
+. "$(dirname "$0")/inherited-fds.sh"
 
 usage() {
 	echo "usage: dockerd.sh start DIR | dockerd.sh stop DIR" >&2

@@ -27,6 +27,7 @@
 # Needs docker-registry, apache2-utils (htpasswd), openssl, curl, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/inherited-fds.sh"
 service=lstore-test-registry
 issuer=lstore-test-token-server
 

@@ -159,6 +159,7 @@ public final class HTTPExchange {
         outgoing.append(contentsOf: bytes)
         resume()
         try drive(until: { outgoing.count - outgoingStart < Self.bufferLimit })
+        try check()
     }
 
     public func write(_ bytes: [UInt8]) throws {
@@ -174,12 +175,15 @@ public final class HTTPExchange {
         bodyFinished = true
         resume()
         try drive(until: { outgoingStart == outgoing.count })
+        try check()
     }
 
     /// The head of the final answer: waits for it (the body written first).
     public func response() throws -> HTTPResponse {
         if !bodyFinished { try finishBody() }
         try drive(until: { bodyStarted })
+        // A transfer that failed after the head: the body's reader gets what arrived, then the error.
+        if bodyStarted, let head = lastHead { return head }
         try check()
         guard let head = lastHead else {
             throw HTTPError(.protocolViolation, url: request.url, "the server closed the connection without an answer")
@@ -208,7 +212,8 @@ public final class HTTPExchange {
 
     // MARK: Driving libcurl
 
-    /// Runs the transfer until `condition` holds or it is done; throws when it failed or stalled.
+    /// Runs the transfer until `condition` holds or it is done; throws when it stalled. A failed
+    /// transfer is the caller's to report (`check`), after what arrived before the failure.
     private func drive(until condition: () -> Bool) throws {
         lastProgress = max(lastProgress, monotonicSeconds() - 0.001)
         while !condition() && !done {
@@ -231,7 +236,6 @@ public final class HTTPExchange {
             let wait = min(1.0, stall - (now - lastProgress), (deadline ?? .infinity) - now)
             _ = curl_multi_poll(client.multi, nil, 0, Int32(max(1, wait * 1000)), &ready)
         }
-        if done { try check() }
     }
 
     /// Takes libcurl's word that the transfer is done.

@@ -112,6 +112,11 @@ final class RegistrySession: @unchecked Sendable {
         return try HTTPClient(options: http)
     }
 
+    /// A certificate refused: what the user can do about it.
+    private func certificateError(_ error: HTTPError) -> RegistryError {
+        RegistryError("\(display): \(error.message) (--ca-file names a CA to trust; --insecure skips the check)")
+    }
+
     /// `scheme://host[:port]` of the registry's API: found once, by asking `/v2/` over https, and
     /// over plain http when that fails and the registry is on loopback or `--insecure` allows it.
     func base(using client: HTTPClient) throws -> String {
@@ -121,6 +126,9 @@ final class RegistrySession: @unchecked Sendable {
             do {
                 let (response, body) = try client.fetch(HTTPRequest(method: "GET", url: candidate + "/v2/"), maxBody: 1 << 20)
                 guard response.status == 200 || response.status == 401 else {
+                    // An HTTPS server asked in plain HTTP after its certificate was refused
+                    // answers 400: the certificate is what the user must hear about.
+                    if let refused = firstError as? HTTPError, refused.kind == .tls { throw certificateError(refused) }
                     throw RegistryError("\(display): /v2/ answered \(response.status)\(Self.errorDetail(body))", status: response.status)
                 }
                 if response.status == 401 { try noteChallenge(response) }
@@ -131,9 +139,7 @@ final class RegistrySession: @unchecked Sendable {
                 continue
             }
         }
-        if let error = firstError as? HTTPError, error.kind == .tls, !reference.isLoopback, !options.insecure {
-            throw RegistryError("\(display): \(error.message) (--ca-file names a CA to trust; --insecure skips the check)")
-        }
+        if let error = firstError as? HTTPError, error.kind == .tls { throw certificateError(error) }
         throw RegistryError("\(display): \(firstError.map { "\($0)" } ?? "unreachable")")
     }
 
@@ -425,7 +431,8 @@ final class RegistryConnection: @unchecked Sendable {
     }
 
     /// Reads a whole answer body of at most `limit` bytes (refused before reading when its
-    /// `Content-Length` says more).
+    /// `Content-Length` says more). A broken connection comes out as its transient `HTTPError`,
+    /// for the caller to ask again.
     func readBody(_ exchange: HTTPExchange, _ response: HTTPResponse, limit: Int, what: String) throws -> [UInt8] {
         if let length = response.headers["Content-Length"].flatMap({ Int64($0) }), length > Int64(limit) {
             exchange.cancel()
@@ -444,7 +451,7 @@ final class RegistryConnection: @unchecked Sendable {
                 }
                 bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
             }
-        } catch let error as HTTPError {
+        } catch let error as HTTPError where !Self.isTransient(error) {
             throw RegistryError("\(display): \(what): \(error.message)")
         }
         return bytes
@@ -482,9 +489,7 @@ extension RegistryConnection {
         var headers = HTTPHeaders()
         headers.set("Accept", Self.manifestAccept)
         let what = "manifest \(reference.prefix(80))"
-        let (exchange, response) = try send("GET", try url("manifests/\(reference)"), headers: headers)
-        guard response.status == 200 else { throw unexpected(exchange, response, what) }
-        let bytes = try readBody(exchange, response, limit: Int(maximumDocumentSize), what: what)
+        let (response, bytes) = try document(try url("manifests/\(reference)"), headers: headers, what: what)
         let actual = ImageDigest(sha256(bytes))
         if let digest, actual != digest {
             throw RegistryError("\(display): \(what): its content has digest \(actual.short), not \(digest.short)")
@@ -519,14 +524,33 @@ extension RegistryConnection {
         return response.headers["Docker-Content-Digest"].flatMap(ImageDigest.init(parsing:))
     }
 
+    /// `GET` of a JSON document (a manifest, an index, a config), whole. A connection that breaks
+    /// in its body is asked again from the start (documents are small: not resumed).
+    func document(_ url: String, headers: HTTPHeaders = HTTPHeaders(), what: String) throws -> (HTTPResponse, [UInt8]) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (exchange, response) = try send("GET", url, headers: headers)
+            guard response.status == 200 else { throw unexpected(exchange, response, what) }
+            do {
+                return (response, try readBody(exchange, response, limit: Int(maximumDocumentSize), what: what))
+            } catch let error as HTTPError {
+                guard Self.isTransient(error), attempt < session.options.attempts else {
+                    throw RegistryError("\(display): \(what): \(error.message)")
+                }
+                let delay = 0.25 * Double(min(attempt, 8))
+                onRetry?(attempt, delay, error.message)
+                usleep(useconds_t(delay * 1_000_000))
+            }
+        }
+    }
+
     /// A small blob (a config) whole, its size and digest checked.
     func smallBlob(_ descriptor: Descriptor, what: String) throws -> [UInt8] {
         guard descriptor.size <= maximumDocumentSize else {
             throw RegistryError("\(display): \(what) \(descriptor.digest.short): \(descriptor.size) bytes, more than the \(maximumDocumentSize >> 20) MiB a JSON document may have")
         }
-        let (exchange, response) = try send("GET", try url("blobs/\(descriptor.digest)"))
-        guard response.status == 200 else { throw unexpected(exchange, response, "\(what) \(descriptor.digest.short)") }
-        let bytes = try readBody(exchange, response, limit: Int(maximumDocumentSize), what: "\(what) \(descriptor.digest.short)")
+        let (_, bytes) = try document(try url("blobs/\(descriptor.digest)"), what: "\(what) \(descriptor.digest.short)")
         guard Int64(bytes.count) == descriptor.size else {
             throw RegistryError("\(display): \(what) \(descriptor.digest.short): \(bytes.count) bytes, not the \(descriptor.size) its descriptor gives")
         }

@@ -366,14 +366,14 @@ struct RegistryResumeTests {
             let sizes = (try? sh("stat -c %s \(downloads)/*.partial 2>/dev/null || true")) ?? ""
             arrived = sizes.split(separator: "\n").compactMap { Int64($0) }.max() ?? 0
         }
-        slow.terminate()
+        kill(slow.processIdentifier, SIGKILL)
         pull.waitUntilExit()
         #expect(pull.terminationStatus != 0, "the pull fails when its proxy goes away")
         #expect(arrived >= 2 << 20)
         try context.expectUnchanged("big")
 
         let (fast, fastPort) = try relay(1 << 30)
-        defer { fast.terminate() }
+        defer { kill(fast.processIdentifier, SIGKILL) }
         let result = try context.json(try context.ok(["pull", "docker://127.0.0.1:\(fastPort)/steve/big:1", "--ref", "big", "--json"]))
         let fetched = result["bytesFetched"] as? Int ?? -1
         #expect(fetched > 0 && fetched < (4 << 20) - (1 << 20), "only the rest of the layer: \(result)")

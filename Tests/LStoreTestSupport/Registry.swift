@@ -449,23 +449,19 @@ public final class DockerEngine: @unchecked Sendable {
     deinit { stop() }
 }
 
-/// Whether the registry suites run: only with `LSTORE_REGISTRY_TESTS=1` (`make registry-test`),
-/// until they are proven not to hang on a fresh machine.
-public let registryTestsEnabled = ProcessInfo.processInfo.environment["LSTORE_REGISTRY_TESTS"] == "1"
-
 extension Trait where Self == ConditionTrait {
     /// Runs the test only where `RegistryFixture` can start a registry.
     public static var registryAvailable: Self {
-        .enabled(if: registryTestsEnabled && RegistryFixture.isAvailable, "needs docker-registry, apache2-utils (htpasswd), openssl, curl, python3, skopeo")
+        .enabled(if: RegistryFixture.isAvailable, "needs docker-registry, apache2-utils (htpasswd), openssl, curl, python3, skopeo")
     }
 
     /// Runs the test only where `LyingRegistry` can start (python3) and skopeo reads from it.
     public static var lyingRegistryAvailable: Self {
-        .enabled(if: registryTestsEnabled && LyingRegistry.isAvailable && toolExists("skopeo"), "needs python3 and skopeo")
+        .enabled(if: LyingRegistry.isAvailable && toolExists("skopeo"), "needs python3 and skopeo")
     }
 
     /// Runs the test only where `DockerEngine` can start: as root, with docker.io.
     public static var dockerAvailable: Self {
-        .enabled(if: registryTestsEnabled && DockerEngine.isAvailable, "needs root and docker.io (dockerd, docker)")
+        .enabled(if: DockerEngine.isAvailable, "needs root and docker.io (dockerd, docker)")
     }
 }

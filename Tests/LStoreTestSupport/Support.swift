@@ -28,6 +28,10 @@ public let lstoreBinary: String = {
     return repositoryRoot + "/.build/debug/lstore"
 }()
 
+/// SIGPIPE ignored in the test process, once: a write to a child or server that went away fails
+/// with EPIPE instead of ending every test.
+private let ignoreBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+
 /// Runs `executable` with `arguments`, waits, and returns what it printed.
 @discardableResult
 public func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
@@ -45,9 +49,11 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     process.standardError = err
     let input = Pipe()
     process.standardInput = input
+    ignoreBrokenPipes
     try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
+    // A child that exits before reading its input must not take the test process with it.
+    if let stdin { try? input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8)) }
+    try? input.fileHandleForWriting.close()
     // Read both pipes while the process runs, so a full pipe never blocks it.
     let group = DispatchGroup()
     nonisolated(unsafe) var outData = Data(), errData = Data()
