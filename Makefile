@@ -62,11 +62,13 @@ demo-boot: deps
 	LSTORE_CHAIN=$(CHAIN) LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p 'itools:basic' -t 420
 
 # The benchmarks on the Debian chain: the store against mksquashfs, ostree, casync, restic and
-# borg; the squashfs writer against mksquashfs; pull over loopback against ostree pull.
+# borg; the squashfs writer against mksquashfs; pull over loopback against ostree pull; registry
+# (and docker save archive) → squashfs image against skopeo + umoci + mksquashfs.
 bench: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/store-bench.sh $(CHAIN)
 	Benchmarks/squashfs-bench.sh $(CHAIN)
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/sync-bench.sh $(CHAIN)
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/registry-bench.sh $(CHAIN)
 
 # The boot hooks: lint, and the library's unit tests under dash, busybox sh and bash (seconds).
 boot-check:

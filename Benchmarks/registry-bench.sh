@@ -49,7 +49,7 @@ run() { # run ID CMD...: SEC[ID], MB[ID]; the command's output in out.ID
 		cat "err.$id" >&2
 		exit 1
 	}
-	read -r SEC[$id] kb < <(tail -n 1 "time.$id")
+	read -r "SEC[$id]" kb < <(tail -n 1 "time.$id")
 	MB[$id]=$((kb / 1024))
 }
 sum() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN { printf "%.2f", a + b + c }'; }

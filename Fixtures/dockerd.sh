@@ -9,6 +9,7 @@
 # DIR holds docker.sock (clients: docker -H unix://DIR/docker.sock), pid, dockerd.log, data/ and
 # exec/. Needs root and docker.io.
 set -euo pipefail
+# shellcheck source=Fixtures/inherited-fds.sh disable=SC1091
 . "$(dirname "$0")/inherited-fds.sh"
 
 usage() {
@@ -50,10 +51,12 @@ start() {
 		--ip-masq=false --userland-proxy=false \
 		</dev/null >"$dir/dockerd.log" 2>&1 &
 	local pid=$! cli
+	echo "$pid" >"$dir/started.pid"
 	cli=$(docker_cli)
 	for _ in $(seq 600); do
 		if ! running "$pid" "$dir/docker.sock"; then
 			echo "dockerd.sh: dockerd exited: $(tail -n 3 "$dir/dockerd.log")" >&2
+			stop "$dir"
 			exit 1
 		fi
 		if [ -S "$dir/docker.sock" ] && "$cli" -H "unix://$dir/docker.sock" version >/dev/null 2>&1; then
@@ -72,8 +75,7 @@ stop() {
 	local dir=$1 pid
 	[ -d "$dir" ] || return 0
 	dir=$(cd "$dir" && pwd)
-	[ -f "$dir/pid" ] || return 0
-	pid=$(cat "$dir/pid")
+	pid=$(cat "$dir/pid" "$dir/started.pid" 2>/dev/null | head -n 1 || true)
 	if [ -n "$pid" ] && running "$pid" "$dir/docker.sock"; then
 		kill "$pid" 2>/dev/null || true
 		for _ in $(seq 200); do
@@ -89,7 +91,7 @@ stop() {
 			kill "$containerd" 2>/dev/null || true
 		fi
 	done
-	rm -f "$dir/pid"
+	rm -f "$dir/pid" "$dir/started.pid"
 	umount_below "$dir"
 }
 

@@ -27,6 +27,7 @@
 # Needs docker-registry, apache2-utils (htpasswd), openssl, curl, python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=Fixtures/inherited-fds.sh disable=SC1091
 . "$here/inherited-fds.sh"
 service=lstore-test-registry
 issuer=lstore-test-token-server
