@@ -110,7 +110,7 @@ run sk_again skopeo copy --quiet --src-tls-verify=false "$REF" oci:SK:dev
 
 # --- 4. docker save archive → squashfs image -----------------------------------------------------
 "$LSTORE" --store S3 init >/dev/null
-run ls_import "$LSTORE" --store S3 import docker-archive:dev.tar --ref dev --json
+run ls_import "$LSTORE" --store S3 import docker-archive:dev.tar --ref dev
 run ls_sfs3 "$LSTORE" --store S3 checkout dev --squashfs ls3.sfs
 run sk_arch skopeo copy --quiet docker-archive:dev.tar oci:SK3:dev
 run um_unpack3 umoci unpack --image SK3:dev SKB3

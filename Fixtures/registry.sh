@@ -43,7 +43,10 @@ running() {
 	[ -r "/proc/$pid/cmdline" ] || return 1
 	state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo Z)
 	[ "$state" != Z ] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$mark"
+	# Not `tr | grep -q`: grep leaving early would fail the pipe (pipefail) on a match.
+	local command
+	command=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $command == *"$mark"* ]]
 }
 
 # Stops the process whose pid file is $1 when its command line contains $2 (a pid that was

@@ -54,6 +54,9 @@ struct ImagePushOptions: ParsableArguments {
     @Option(help: ArgumentHelp("docker://: the layers' compression: gzip (default), zstd or none.", valueName: "gzip|zstd|none"))
     var compression = "gzip"
 
+    @Flag(name: .customLong("no-block-index"), help: "docker://: push the image alone, without lstore's block index beside it.")
+    var noBlockIndex = false
+
     func validate() throws {
         guard ["oci", "docker"].contains(format) else { throw ValidationError("--format '\(format)': oci or docker") }
         guard ["gzip", "zstd", "none"].contains(compression) else { throw ValidationError("--compression '\(compression)': gzip, zstd or none") }
@@ -62,12 +65,13 @@ struct ImagePushOptions: ParsableArguments {
 
 /// `lstore pull docker://…`: the image's commits, then the ref moved to its image commit.
 func pullImage(_ text: String, ref: String, store: Store, registry: RegistryCommandOptions, peer: PeerOptions,
-               image: ImagePullOptions, json: Bool) throws {
+               image: ImagePullOptions, byLayers: Bool, json: Bool) throws {
     let reference = try RegistryReference(parsing: text)
     let current = try store.ref(ref)
     let writer = try StoreWriter(store: store)
     let ingest = Ingest(writer: writer, threads: image.threads ?? availableCores())
-    let puller = RegistryPuller(reference: reference, options: try registry.options(peer: peer), importOptions: try image.importOptions())
+    var puller = RegistryPuller(reference: reference, options: try registry.options(peer: peer), importOptions: try image.importOptions())
+    puller.byLayers = byLayers
     let started = Date()
     let result = try puller.run(ingest: ingest)
     try writer.finish()
@@ -80,12 +84,20 @@ func pullImage(_ text: String, ref: String, store: Store, registry: RegistryComm
             "ref": ref, "commit": result.imageCommit.hex, "image": reference.description, "upToDate": result.upToDate,
             "layers": result.layerCommits.count, "reusedLayers": result.reusedLayers, "fetchedLayers": result.fetchedLayers,
             "bytesFetched": result.bytesFetched, "seconds": (seconds * 1000).rounded() / 1000,
+            "by": result.upToDate ? "none" : result.byBlocks ? "blocks" : "layers", "imageBytes": result.imageBytes,
+            "objectsFetched": result.objectsFetched, "rangeRequests": result.rangeRequests,
+            "layersBecause": result.layersBecause ?? "",
         ] as [String: Any])
     }
     if result.upToDate {
         note("\(reference): up to date")
+    } else if result.byBlocks {
+        note("\(reference): by blocks, \(result.objectsFetched) object(s) fetched (\(humanBytes(result.bytesFetched)) of the image's "
+             + "\(humanBytes(result.imageBytes)), \(result.rangeRequests) range request(s)), \(result.reusedLayers) layer(s) already here, in "
+             + String(format: "%.2f s", seconds))
     } else {
-        note("\(reference): \(result.fetchedLayers) layer(s) fetched (\(humanBytes(result.bytesFetched))), "
+        note("\(reference): by layers\(result.layersBecause.map { " (\($0))" } ?? ""), \(result.fetchedLayers) layer(s) fetched "
+             + "(\(humanBytes(result.bytesFetched)) of the image's \(humanBytes(result.imageBytes))), "
              + "\(result.reusedLayers) already here, in " + String(format: "%.2f s", seconds))
     }
     print(result.imageCommit.hex)
@@ -99,7 +111,9 @@ func pushImage(_ revision: String, to text: String, store: Store, registry: Regi
     let export = ExportOptions(format: ExportFormat(rawValue: image.format)!, compression: LayerCompression(rawValue: image.compression)!,
                                threads: availableCores())
     let started = Date()
-    let result = try RegistryPusher(reference: reference, options: try registry.options(peer: peer)).push(commit, from: store, export: export)
+    let pusher = RegistryPusher(reference: reference, options: try registry.options(peer: peer))
+    let result = try pusher.push(commit, from: store, export: export)
+    let blocks = image.noBlockIndex ? nil : try pusher.pushBlockIndex(commit, from: store, image: result.image)
     let seconds = Date().timeIntervalSince(started)
     let push = result.push
     if !result.image.skippedSockets.isEmpty {
@@ -111,7 +125,14 @@ func pushImage(_ revision: String, to text: String, store: Store, registry: Regi
             "mediaType": result.image.manifestMediaType, "layers": result.image.layers.count, "present": push.present,
             "mounted": push.mounted, "uploaded": push.uploaded, "bytesUploaded": push.bytesUploaded,
             "seconds": (seconds * 1000).rounded() / 1000,
+            "blockIndex": blocks.map { $0.manifestDigest.description } ?? "", "packs": blocks?.packs ?? 0,
+            "packsUploaded": blocks?.blobs.uploaded ?? 0, "packBytesUploaded": blocks?.blobs.bytesUploaded ?? 0,
         ] as [String: Any])
+    }
+    if let blocks {
+        note("\(reference): block index \(blocks.manifestDigest.short): \(blocks.blobs.uploaded) blob(s) uploaded "
+             + "(\(humanBytes(UInt64(blocks.blobs.bytesUploaded)))), \(blocks.blobs.present) already there"
+             + (blocks.referrersAPI ? "" : "; listed under the tag \(BlockIndex.fallbackTag(result.image.manifestDigest))"))
     }
     note("\(reference): \(push.uploaded) blob(s) uploaded (\(humanBytes(UInt64(push.bytesUploaded)))), \(push.mounted) mounted, "
          + "\(push.present) already there, in " + String(format: "%.2f s", seconds))

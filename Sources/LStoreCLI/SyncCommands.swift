@@ -191,6 +191,7 @@ struct PullCommand: ParsableCommand {
     @Option(name: .customLong("ref"), help: ArgumentHelp("docker://: the local ref to point at the image's commit.", valueName: "name"))
     var imageRef: String?
     @Flag(help: "Move the local ref even when the pulled commit does not descend from it.") var force = false
+    @Flag(help: "docker://: fetch whole layers even when the image has a block index.") var layers = false
     @Option(name: .customLong("pack-size"), help: ArgumentHelp("Make what arrived durable every SIZE of objects (an interrupted pull keeps it).", valueName: "size"))
     var packSize = "64M"
     @OptionGroup var peerOptions: PeerOptions
@@ -216,7 +217,7 @@ struct PullCommand: ParsableCommand {
     func run() throws {
         if remote.hasPrefix("docker://") {
             return try pullImage(remote, ref: imageRef!, store: try storeOptions.open(), registry: registryOptions, peer: peerOptions,
-                                 image: imageOptions, json: output.json)
+                                 image: imageOptions, byLayers: layers, json: output.json)
         }
         let (remoteRef, localRef) = try splitRefPair(ref!)
         let store = try storeOptions.open()

@@ -25,6 +25,21 @@ final class ReadOnlyFile: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// The digest of the whole file, and its size.
+    func sha256() throws -> (ImageDigest, Int64) {
+        var hash = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset: Int64 = 0
+        while offset < size {
+            let got = try read(into: buffer, at: offset)
+            guard got > 0 else { throw ImportError("\(path): ended at \(offset) of its \(size) bytes") }
+            hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            offset += Int64(got)
+        }
+        return (imageDigest(hash), size)
+    }
+
     /// Reads up to `buffer.count` bytes at `offset`, retrying short reads; fewer only at the end.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         var done = 0

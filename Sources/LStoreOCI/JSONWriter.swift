@@ -1,3 +1,5 @@
+import Foundation
+
 /// A JSON value written in one canonical form (spec/oci.md §7.3): compact, object keys sorted by
 /// their UTF-8 bytes, strings escaped only where JSON requires (`"`, `\`, control characters,
 /// as `\b \t \n \f \r` or `\u00xx`), `/` and non-ASCII characters as they are. The same value is
@@ -11,6 +13,39 @@ indirect enum JSONValue: Sendable {
 
     /// An array of strings.
     static func strings(_ values: [String]) -> JSONValue { .array(values.map { .string($0) }) }
+
+    /// A value `JSONSerialization` read, when it holds only what this type can write (no
+    /// fractions, no nulls).
+    init?(any value: Any) {
+        switch value {
+        case let text as String:
+            self = .string(text)
+        case let number as NSNumber:
+            if String(cString: number.objCType) == "c" {
+                self = .bool(number.boolValue)
+            } else if let exact = Int64(exactly: number.doubleValue), String(describing: number) == String(exact) {
+                self = .integer(exact)
+            } else {
+                return nil
+            }
+        case let array as [Any]:
+            var values: [JSONValue] = []
+            for item in array {
+                guard let converted = JSONValue(any: item) else { return nil }
+                values.append(converted)
+            }
+            self = .array(values)
+        case let object as [String: Any]:
+            var members: [String: JSONValue] = [:]
+            for (key, item) in object {
+                guard let converted = JSONValue(any: item) else { return nil }
+                members[key] = converted
+            }
+            self = .object(members)
+        default:
+            return nil
+        }
+    }
 
     /// The canonical bytes.
     var encoded: [UInt8] {

@@ -526,14 +526,15 @@ extension RegistryConnection {
 
     /// `GET` of a JSON document (a manifest, an index, a config), whole. A connection that breaks
     /// in its body is asked again from the start (documents are small: not resumed).
-    func document(_ url: String, headers: HTTPHeaders = HTTPHeaders(), what: String) throws -> (HTTPResponse, [UInt8]) {
+    func document(_ url: String, headers: HTTPHeaders = HTTPHeaders(), what: String,
+                  limit: Int64 = maximumDocumentSize) throws -> (HTTPResponse, [UInt8]) {
         var attempt = 0
         while true {
             attempt += 1
             let (exchange, response) = try send("GET", url, headers: headers)
             guard response.status == 200 else { throw unexpected(exchange, response, what) }
             do {
-                return (response, try readBody(exchange, response, limit: Int(maximumDocumentSize), what: what))
+                return (response, try readBody(exchange, response, limit: Int(limit), what: what))
             } catch let error as HTTPError {
                 guard Self.isTransient(error), attempt < session.options.attempts else {
                     throw RegistryError("\(display): \(what): \(error.message)")
@@ -546,11 +547,11 @@ extension RegistryConnection {
     }
 
     /// A small blob (a config) whole, its size and digest checked.
-    func smallBlob(_ descriptor: Descriptor, what: String) throws -> [UInt8] {
-        guard descriptor.size <= maximumDocumentSize else {
-            throw RegistryError("\(display): \(what) \(descriptor.digest.short): \(descriptor.size) bytes, more than the \(maximumDocumentSize >> 20) MiB a JSON document may have")
+    func smallBlob(_ descriptor: Descriptor, what: String, limit: Int64 = maximumDocumentSize) throws -> [UInt8] {
+        guard descriptor.size <= limit else {
+            throw RegistryError("\(display): \(what) \(descriptor.digest.short): \(descriptor.size) bytes, more than the \(limit >> 20) MiB it may have")
         }
-        let (_, bytes) = try document(try url("blobs/\(descriptor.digest)"), what: "\(what) \(descriptor.digest.short)")
+        let (_, bytes) = try document(try url("blobs/\(descriptor.digest)"), what: "\(what) \(descriptor.digest.short)", limit: limit)
         guard Int64(bytes.count) == descriptor.size else {
             throw RegistryError("\(display): \(what) \(descriptor.digest.short): \(bytes.count) bytes, not the \(descriptor.size) its descriptor gives")
         }

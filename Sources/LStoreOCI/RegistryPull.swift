@@ -15,6 +15,15 @@ public struct RegistryPullResult: Sendable {
     public var bytesFetched: UInt64
     /// The image was here already: the registry was asked for its digest only (a `HEAD`).
     public var upToDate: Bool
+    /// The objects came by blocks from the image's block index (spec/registry.md §6), not by layers.
+    public var byBlocks = false
+    /// Why a pull that could have gone by blocks went by layers, when it did.
+    public var layersBecause: String?
+    /// The compressed size of the image's layers.
+    public var imageBytes: UInt64 = 0
+    /// By blocks: the objects fetched, and the `Range` requests they took.
+    public var objectsFetched = 0
+    public var rangeRequests = 0
 }
 
 /// Pulls an image from a registry into a store (spec/oci.md, "Registries"): one manifest GET per
@@ -26,6 +35,8 @@ public struct RegistryPuller {
     public let reference: RegistryReference
     public let options: RegistryOptions
     public let importOptions: ImportOptions
+    /// Fetch whole layers even when the image has a block index (`pull --layers`).
+    public var byLayers = false
 
     public init(reference: RegistryReference, options: RegistryOptions, importOptions: ImportOptions) {
         self.reference = reference
@@ -84,6 +95,23 @@ public struct RegistryPuller {
             throw ImportError("\(manifestDisplay): layer \(layer.digest.short) claims \(layer.size) bytes, more than a layer may have")
         }
 
+        let imageBytes = manifest.layers.reduce(UInt64(0)) { $0 + UInt64($1.size) }
+        var layersBecause: String?
+        if byLayers {
+            layersBecause = nil
+        } else if importOptions.rootfs != nil {
+            layersBecause = "--rootfs takes layers"
+        } else {
+            let image = ResolvedImage(manifestDigest: document.digest, indexDigest: indexDigest, configDigest: manifest.config.digest,
+                                      config: config, layers: [])
+            do {
+                let blocks = try blockIndex(of: document.digest, connection: connection, store: store, display: display)
+                return try pullBlocks(blocks, image: image, imageBytes: imageBytes, connection: connection, ingest: ingest, display: display)
+            } catch let missing as NoBlockIndex {
+                layersBecause = missing.reason
+            }
+        }
+
         let importer = Importer(options: importOptions)
         let reused = importer.reusableLayers(config, known: known)
         let needed = Array(manifest.layers.dropFirst(reused.count))
@@ -108,8 +136,11 @@ public struct RegistryPuller {
         }
         downloads.stop()
         downloads.removeFiles()
-        return RegistryPullResult(imageCommit: result.imageCommit, layerCommits: result.layerCommits, reusedLayers: reused.count,
-                                  fetchedLayers: Set(needed.map(\.digest)).count, bytesFetched: downloads.bytesFetched, upToDate: false)
+        var pulled = RegistryPullResult(imageCommit: result.imageCommit, layerCommits: result.layerCommits, reusedLayers: reused.count,
+                                        fetchedLayers: Set(needed.map(\.digest)).count, bytesFetched: downloads.bytesFetched, upToDate: false)
+        pulled.layersBecause = layersBecause
+        pulled.imageBytes = imageBytes
+        return pulled
     }
 
     /// The image commit a pull of `source` would make, when the store has one recording `digest`

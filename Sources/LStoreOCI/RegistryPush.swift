@@ -30,6 +30,9 @@ public struct RegistryPushResult: Sendable {
     public var bytesUploaded: Int64 = 0
     /// The manifest's digest, as the registry confirmed it.
     public var manifestDigest: ImageDigest?
+    /// Whether the registry answered the manifest with `OCI-Subject`: it took the manifest's
+    /// `subject`, and its referrers API lists it.
+    public var subjectAccepted = false
 }
 
 /// Pushes an image to a registry (distribution-spec "Push"): each blob is looked for with `HEAD`
@@ -80,7 +83,7 @@ public struct RegistryPusher: Sendable {
         group.wait()
         if let failure = work.failure { throw failure }
         var result = work.result
-        result.manifestDigest = try putManifest(manifest, mediaType: mediaType, connection: first)
+        (result.manifestDigest, result.subjectAccepted) = try putManifestNoting(manifest, mediaType: mediaType, connection: first)
         return result
     }
 
@@ -173,6 +176,12 @@ public struct RegistryPusher: Sendable {
     }
 
     func putManifest(_ manifest: [UInt8], mediaType: String, connection: RegistryConnection) throws -> ImageDigest {
+        try putManifestNoting(manifest, mediaType: mediaType, connection: connection).digest
+    }
+
+    /// `putManifest`, and whether the registry answered with `OCI-Subject`.
+    func putManifestNoting(_ manifest: [UInt8], mediaType: String, connection: RegistryConnection) throws
+        -> (digest: ImageDigest, subjectAccepted: Bool) {
         let digest = ImageDigest(sha256(manifest))
         var headers = HTTPHeaders()
         headers.set("Content-Type", mediaType)
@@ -185,7 +194,7 @@ public struct RegistryPusher: Sendable {
         if let confirmed = response.headers["Docker-Content-Digest"], ImageDigest(parsing: confirmed) != digest {
             throw RegistryError("\(connection.display): the registry stored the manifest as \(confirmed.prefix(80)), not \(digest)")
         }
-        return digest
+        return (digest, response.headers["OCI-Subject"] != nil)
     }
 
     /// Checks `credentials` against the registry (`GET /v2/` with them, through its token server

@@ -109,7 +109,8 @@ extension PackEntryHeader {
 /// fsynced, renamed into `packs/`; then the index, fsynced, renamed; then the directory fsynced.
 /// Until `finish()` returns, nothing of it is visible.
 final class PackWriter {
-    private let layout: StoreLayout
+    /// The store it publishes into; nil for a detached pack, which stays at its path.
+    private let layout: StoreLayout?
     private let tempPath: String
     private let fd: Int32
     private var buffer: [UInt8] = []
@@ -118,9 +119,17 @@ final class PackWriter {
     private(set) var entries: [(id: Digest, location: PackLocation)] = []
     private var finished = false
 
-    init(layout: StoreLayout) throws {
+    convenience init(layout: StoreLayout) throws {
+        try self.init(layout: layout, path: layout.temporaryPath("pack"))
+    }
+
+    /// A pack written at `path` and left there (`finishDetached`), outside any store.
+    convenience init(detachedAt path: String) throws {
+        try self.init(layout: nil, path: path)
+    }
+
+    private init(layout: StoreLayout?, path: String) throws {
         self.layout = layout
-        let path = layout.temporaryPath("pack")
         tempPath = path
         fd = try systemCall("create", path: path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         buffer.reserveCapacity(1 << 20)
@@ -190,6 +199,27 @@ final class PackWriter {
 
     /// Seals the pack, publishes it and its index, and returns the pack's name.
     func finish() throws -> String {
+        guard let layout else { preconditionFailure("finish() of a detached pack") }
+        let digest = try seal()
+        let name = hex128(digest)
+        let packPath = layout.packPath(name, ext: "pack")
+        try systemCall("rename", path: packPath) { rename(tempPath, packPath) }
+        // The pack's name is durable before an index can name it.
+        try syncDirectory(layout.packsDirectory)
+        let index = PackIndex.encode(entries: entries, packChecksum: digest)
+        try layout.writeFileAtomically(index, to: layout.packPath(name, ext: "idx"))
+        return name
+    }
+
+    /// Seals a detached pack where it was written and returns its index (store.md §7.2).
+    func finishDetached() throws -> [UInt8] {
+        precondition(layout == nil, "finishDetached() of a store's pack")
+        let digest = try seal()
+        return PackIndex.encode(entries: entries, packChecksum: digest)
+    }
+
+    /// Writes the trailer, fsyncs and closes the file; returns the XXH3-128 of the pack.
+    private func seal() throws -> (high: UInt64, low: UInt64) {
         var trailer = ByteWriter()
         trailer.append(PackFormat.trailerMagic)
         trailer.u32(UInt32(entries.count))
@@ -201,14 +231,7 @@ final class PackWriter {
         try systemCall("fsync", path: tempPath) { fsync(fd) }
         close(fd)
         finished = true
-        let name = hex128(digest)
-        let packPath = layout.packPath(name, ext: "pack")
-        try systemCall("rename", path: packPath) { rename(tempPath, packPath) }
-        // The pack's name is durable before an index can name it.
-        try syncDirectory(layout.packsDirectory)
-        let index = PackIndex.encode(entries: entries, packChecksum: digest)
-        try layout.writeFileAtomically(index, to: layout.packPath(name, ext: "idx"))
-        return name
+        return digest
     }
 }
 

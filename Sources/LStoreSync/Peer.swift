@@ -117,7 +117,7 @@ public final class Peer {
     }
 
     /// Asks for `names`; hands each object frame's payload (a pack entry) to `receive` as it comes.
-    func fetch(_ names: [ObjectName], receive: ([UInt8]) throws -> Void) throws {
+    public func fetch(_ names: [ObjectName], receive: ([UInt8]) throws -> Void) throws {
         try exchange(.fetch, Self.idsFrames(names)) { reader in
             for (index, name) in names.enumerated() {
                 let (type, payload) = try reader.next(allowing: [.object, .end])

@@ -50,57 +50,27 @@ public func pull(into store: Store, from peer: Peer, remoteRef: String, localRef
     }
     if old == commit { return done() }
 
+    // The writer lives until the ref has moved: what it stored is not garbage meanwhile.
     let writer = try StoreWriter(store: store)
-    let complete = try Walk.ancestors(of: store.refs().map(\.commit), in: store)
-    if !complete.contains(commit) {
-        var verifier = EntryVerifier()
-        var published: UInt64 = 0
-        var walk = Walk(store: store, complete: complete) { names in
-            var wanted = Set(names)
-            var raw: [ObjectName: [UInt8]] = [:]
-            try peer.fetch(names) { payload in
-                let entry = try payload.withUnsafeBytes { try verifier.verify($0, what: "\(peer.url)") }
-                let name = ObjectName(kind: entry.kind, id: entry.id)
-                guard wanted.remove(name) != nil else {
-                    throw SyncError.protocolViolation("\(peer.url) sent \(entry.kind) \(entry.id.short), which was not asked for")
-                }
-                if entry.kind != .block { raw[name] = verifier.raw }
-                if writer.claim(entry.id, kind: entry.kind) {
-                    try payload.withUnsafeBytes { bytes in
-                        // A raw object's tried codec is a claim this store cannot check without
-                        // compressing again: it is not kept (spec/store.md §7.1).
-                        try writer.addStored(entry.kind, id: entry.id, codec: entry.codec, level: entry.codec == .none ? 0 : entry.level,
-                                             rawLength: entry.rawLength,
-                                             stored: UnsafeRawBufferPointer(rebasing: bytes[PackEntry.headerSize...]))
-                    }
-                    report.objects[entry.kind, default: 0] += 1
-                    report.storedBytes += UInt64(entry.storedLength)
-                    if entry.kind == .block { report.blockBytes += UInt64(entry.storedLength) }
-                    progress?(report.storedBytes)
-                }
-                if report.storedBytes - published >= publishEvery {
-                    try writer.finish()
-                    published = report.storedBytes
-                }
-            }
-            return raw
-        }
-        do {
-            try walk.run(from: commit)
-            try writer.finish()
-        } catch {
-            // Verified objects are kept (no ref reaches them yet): a pull run again need not fetch
-            // them; unless writing itself failed (a full disk), when the pack cannot be trusted.
-            if !(error is FileError) { _ = try? writer.finish() }
-            throw error
-        }
+    var received = ReceivedObjects()
+    do {
+        try receiveObjects(commit, with: writer, from: peer, publishEvery: publishEvery, received: &received, progress: progress)
+    } catch let error as SourceError {
+        throw SyncError.protocolViolation(error.description)
     }
+    report.objects = received.objects
+    report.storedBytes = received.storedBytes
+    report.blockBytes = received.blockBytes
     if let old, !force, !(try Walk.ancestors(of: [commit], in: store).contains(old)) {
         throw SyncError.refused("'\(localRef)' is at \(old.short), which \(remoteRef) (\(commit.short)) does not descend from; pull --force replaces it")
     }
     try store.updateRef(localRef, to: commit, expecting: old.map { .value($0) } ?? .absent, message: "pull: \(peer.url) \(remoteRef)")
     withExtendedLifetime(writer) {}
     return done()
+}
+
+extension Peer: ObjectSource {
+    public var display: String { "\(url)" }
 }
 
 /// Sends the commit `revision` names, with every object it reaches that `peer` lacks, then moves

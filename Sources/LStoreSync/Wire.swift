@@ -198,12 +198,6 @@ extension String {
     }
 }
 
-/// An object named on the wire: its kind and id (33 bytes).
-struct ObjectName: Hashable, Sendable {
-    var kind: ObjectKind
-    var id: Digest
-}
-
 extension ByteWriter {
     mutating func objectName(_ name: ObjectName) {
         u8(name.kind.rawValue)

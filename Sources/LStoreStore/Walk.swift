@@ -1,4 +1,3 @@
-import LStoreStore
 import LStoreTree
 
 /// Walks what a commit reaches beyond what a receiving store already holds in full, level by
@@ -12,30 +11,30 @@ import LStoreTree
 ///
 /// Objects this store has are read from it; the others come from `obtain`, which returns the raw
 /// bytes of the commits, trees and files it is given (blocks it only has to store).
-struct Walk {
-    typealias Obtain = (_ objects: [ObjectName]) throws -> [ObjectName: [UInt8]]
+public struct Walk {
+    public typealias Obtain = (_ objects: [ObjectName]) throws -> [ObjectName: [UInt8]]
 
-    let store: Store
-    let complete: Set<Digest>
-    let obtain: Obtain
+    public let store: Store
+    public let complete: Set<Digest>
+    public let obtain: Obtain
     /// Most objects handed to `obtain` at once.
-    var batch = 8192
+    public var batch = 8192
     /// Keep every visited object in `visited` (a push asks the peer about each).
-    var recordVisited = false
+    public var recordVisited = false
 
-    private(set) var visited: [ObjectName] = []
+    public private(set) var visited: [ObjectName] = []
     /// How many objects of each kind the walk visited.
-    private(set) var counts: [ObjectKind: Int] = [:]
+    public private(set) var counts: [ObjectKind: Int] = [:]
     private var seen: Set<ObjectName> = []
 
-    init(store: Store, complete: Set<Digest>, obtain: @escaping Obtain) {
+    public init(store: Store, complete: Set<Digest>, obtain: @escaping Obtain) {
         self.store = store
         self.complete = complete
         self.obtain = obtain
     }
 
     /// Every commit that `tips` reach through their parents, read from this store.
-    static func ancestors(of tips: some Sequence<Digest>, in store: Store) throws -> Set<Digest> {
+    public static func ancestors(of tips: some Sequence<Digest>, in store: Store) throws -> Set<Digest> {
         var result = Set<Digest>()
         var stack = Array(tips)
         while let id = stack.popLast() {
@@ -45,7 +44,7 @@ struct Walk {
         return result
     }
 
-    mutating func run(from commit: Digest) throws {
+    public mutating func run(from commit: Digest) throws {
         // Commits: down the parents until the receiver's complete part.
         var bases = Set<Digest>()
         var roots: [Digest] = []
