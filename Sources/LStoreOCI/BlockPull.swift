@@ -25,12 +25,13 @@ extension RegistryPuller {
             listing = try connection.readBody(exchange, response, limit: Int(maximumDocumentSize), what: "referrers of \(subject.short)")
         } else {
             try? connection.drain(exchange)
-            do {
-                listing = try connection.document(try connection.url("manifests/\(BlockIndex.fallbackTag(subject))"), headers: headers,
-                                                  what: "referrers tag").1
-            } catch let error as RegistryError where error.status == 404 || error.status == 400 {
+            // The referrers tag: a HEAD first, which Docker Hub does not count against its limit,
+            // so that an image without a block index costs no manifest GET.
+            let tag = BlockIndex.fallbackTag(subject)
+            guard try connection.manifestDigest(tag, orNilWhenAbsent: true) != nil else {
                 throw NoBlockIndex(reason: "the image has no block index")
             }
+            listing = try connection.document(try connection.url("manifests/\(tag)"), headers: headers, what: "referrers tag").1
         }
         let object = listing.flatMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] } ?? [:]
         let entries = (object["manifests"] as? [[String: Any]] ?? []).filter { $0["artifactType"] as? String == BlockIndex.artifactType }

@@ -512,16 +512,19 @@ extension RegistryConnection {
 
     /// `HEAD /v2/NAME/manifests/REFERENCE`: the digest the registry gives, without a GET (which
     /// Docker Hub counts against its rate limit). Nil when the registry does not say.
-    func manifestDigest(_ reference: String) throws -> ImageDigest? {
+    /// With `orNilWhenAbsent`, a manifest that is not there (404) is nil too, not an error; one
+    /// that is there but whose digest the registry does not give is the empty digest.
+    func manifestDigest(_ reference: String, orNilWhenAbsent: Bool = false) throws -> ImageDigest? {
         var headers = HTTPHeaders()
         headers.set("Accept", Self.manifestAccept)
         let (exchange, response) = try send("HEAD", try url("manifests/\(reference)"), headers: headers)
         defer { exchange.cancel() }
         guard response.status == 200 else {
-            if response.status == 404 { throw unexpected(exchange, response, "manifest \(reference.prefix(80))") }
+            if response.status == 404 && !orNilWhenAbsent { throw unexpected(exchange, response, "manifest \(reference.prefix(80))") }
             return nil
         }
-        return response.headers["Docker-Content-Digest"].flatMap(ImageDigest.init(parsing:))
+        let digest = response.headers["Docker-Content-Digest"].flatMap(ImageDigest.init(parsing:))
+        return orNilWhenAbsent ? digest ?? ImageDigest(sha256([UInt8]())) : digest
     }
 
     /// `GET` of a JSON document (a manifest, an index, a config), whole. A connection that breaks

@@ -309,22 +309,17 @@ final class BlockPipeline: @unchecked Sendable {
     private let writer: StoreWriter
     private let idle: Locked<[Ingest.Worker]>
     private let failure = Locked<Error?>(nil)
-    /// Blocks handed over and not yet stored: a few per worker, so that the workers keep busy
-    /// while the one caller reads unevenly (a run of small files, a layer's next member).
     private let slots: DispatchSemaphore
-    /// Workers not compressing.
-    private let free: DispatchSemaphore
     private let group = DispatchGroup()
 
     init(writer: StoreWriter, workers: [Ingest.Worker]) {
         self.writer = writer
         idle = Locked(workers)
-        slots = DispatchSemaphore(value: workers.count * 8)
-        free = DispatchSemaphore(value: workers.count)
+        slots = DispatchSemaphore(value: workers.count)
     }
 
-    /// Stores block `id`, which the caller claimed, from a copy of `bytes`; waits while enough
-    /// blocks wait already. Throws a failure of an earlier block.
+    /// Stores block `id`, which the caller claimed, from a copy of `bytes`; waits while every
+    /// worker is busy. Throws a failure of an earlier block.
     func add(_ id: Digest, _ bytes: UnsafeRawBufferPointer) throws {
         if let error = failure.withLock({ $0 }) { throw error }
         slots.wait()
@@ -335,8 +330,6 @@ final class BlockPipeline: @unchecked Sendable {
                 group.leave()
                 slots.signal()
             }
-            free.wait()
-            defer { free.signal() }
             let worker = idle.withLock { $0.removeLast() }
             defer { idle.withLock { $0.append(worker) } }
             do {

@@ -73,11 +73,102 @@ struct BlockIndexTests {
         let motd = scratch.sub("motd")
         try lstoreOK(["checkout", "gaming", "--dir", motd], store: here)
         #expect(try String(contentsOfFile: motd + "/etc/motd", encoding: .utf8) == "changed\n")
+
+        // Killed once its first 64 MiB are durable, the pull run again does not fetch them again.
+        let resumed = scratch.sub("resumed")
+        try lstoreOK(["init"], store: resumed)
+        try lstoreOK(["pull", "docker://\(registry.host)/steve/boot:1", "--ref", "boot"], store: resumed, environment: environment)
+        let packsBefore = try packBytes(resumed)
+        let pull = Process()
+        pull.executableURL = URL(fileURLWithPath: lstoreBinary)
+        pull.arguments = ["--store", resumed, "pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming"]
+        pull.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        pull.standardOutput = FileHandle.nullDevice
+        pull.standardError = FileHandle.nullDevice
+        try pull.run()
+        var published = 0
+        for _ in 0..<600 where pull.isRunning && published < 64 << 20 {
+            usleep(20_000)
+            published = try packBytes(resumed) - packsBefore
+        }
+        kill(pull.processIdentifier, SIGKILL)
+        pull.waitUntilExit()
+        if published >= 64 << 20 {
+            let rest = try json(try lstoreOK(["pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming", "--json"],
+                                             store: resumed, environment: environment))
+            let again = rest["bytesFetched"] as? Int ?? .max
+            #expect(again <= newPackBytes - (60 << 20), "fetched \(again) of \(newPackBytes) after \(published) were kept")
+            #expect(try treeOf("gaming", store: resumed) == (try treeOf("gaming", store: plain)))
+        } else {
+            Issue.record("the pull ended before 64 MiB were durable (\(published) bytes): nothing to resume")
+        }
+        #expect(try lstoreOK(["fsck"], store: resumed).contains("clean"))
+
+        // A registry that serves a pack with one byte changed: the pull fails, says which pack,
+        // and moves no ref; the store stays clean.
+        let artifact = try json(try sh("curl -s -H 'Accept: application/vnd.oci.image.index.v1+json' "
+                                       + "http://\(registry.host)/v2/steve/gaming/manifests/sha256-\(imageDigest(registry, "steve/gaming:1").dropFirst("sha256:".count))"))
+        let entry = (artifact["manifests"] as? [[String: Any]])?.last?["digest"] as? String ?? ""
+        let blocks = try json(try sh("curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://\(registry.host)/v2/steve/gaming/manifests/\(entry)"))
+        let pack = ((blocks["layers"] as? [[String: Any]]) ?? []).dropLast().last?["digest"] as? String ?? ""
+        let hex = String(pack.dropFirst("sha256:".count))
+        let data = "\(registry.directory)/storage/docker/registry/v2/blobs/sha256/\(hex.prefix(2))/\(hex)/data"
+        try sh("size=$(stat -c %s \(data)); printf '\\x5a' | dd of=\(data) bs=1 seek=$((size / 2)) conv=notrunc status=none")
+        let corrupt = scratch.sub("corrupt")
+        try lstoreOK(["init"], store: corrupt)
+        try lstoreOK(["pull", "docker://\(registry.host)/steve/boot:1", "--ref", "boot"], store: corrupt, environment: environment)
+        let refused = try lstore(["pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming"], store: corrupt, environment: environment)
+        #expect(!refused.succeeded && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        #expect(try !lstoreOK(["refs"], store: corrupt).contains("gaming"))
+        #expect(try lstoreOK(["fsck"], store: corrupt).contains("clean"))
+    }
+
+    /// The bytes of a store's packs.
+    private func packBytes(_ store: String) throws -> Int {
+        Int(try sh("stat -c %s \(store)/packs/*.pack 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'")
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    /// The digest of NAME:TAG's manifest, as the registry gives it.
+    private func imageDigest(_ registry: RegistryFixture, _ image: String) throws -> String {
+        let parts = image.split(separator: ":")
+        let head = try sh("curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://\(registry.host)/v2/\(parts[0])/manifests/\(parts[1])")
+        let line = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("docker-content-digest:") } ?? ""
+        return String(line.drop { $0 != ":" }.dropFirst()).trimmingCharacters(in: .whitespaces)
     }
 
     /// A commit's tree id, from `lstore show --json`.
     private func treeOf(_ ref: String, store: String) throws -> String {
         let shown = try JSONSerialization.jsonObject(with: Data(try lstoreOK(["show", ref, "--json"], store: store).utf8)) as? [String: Any]
         return shown?["tree"] as? String ?? ""
+    }
+}
+
+/// spec/registry.md §6.5: the tiny image's block index, byte for byte.
+@Suite(.serialized, .registryAvailable)
+struct BlockIndexVectorTests {
+    @Test func specVector() throws {
+        let scratch = TemporaryDirectory("blocks-vector")
+        let store = scratch.sub("store")
+        try lstoreOK(["init"], store: store)
+        try sh("python3 \(repositoryRoot)/Fixtures/oci-forms.py tiny \(scratch.sub("tiny"))")
+        try lstoreOK(["import", "oci:\(scratch.sub("tiny")):tiny", "--ref", "tiny"], store: store, environment: ["SOURCE_DATE_EPOCH": ""])
+        let registry = try RegistryFixture(mode: "anonymous")
+        // The layer commit: the image commit above it records where the import read from.
+        let pushed = try lstoreOK(["push", "docker://\(registry.host)/lstore/tiny:1", "tiny^", "--json"], store: store,
+                                  environment: ["DOCKER_CONFIG": scratch.sub("docker")])
+        let result = try JSONSerialization.jsonObject(with: Data(pushed.utf8)) as? [String: Any] ?? [:]
+        let artifact = result["blockIndex"] as? String ?? ""
+        let manifest = try sh("curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://\(registry.host)/v2/lstore/tiny/manifests/\(artifact)")
+        let layers = (try JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any])?["layers"] as? [[String: Any]] ?? []
+        let text = """
+            image    \(result["manifest"] ?? "")
+            pack     \(layers.first?["digest"] ?? "") \(layers.first?["size"] ?? "")
+            index    \(layers.last?["digest"] ?? "") \(layers.last?["size"] ?? "")
+            artifact \(artifact)
+
+            """
+        let spec = try String(contentsOfFile: repositoryRoot + "/spec/registry.md", encoding: .utf8)
+        #expect(spec.contains("```\n" + text + "```\n"), "the vector:\n\(text)")
     }
 }

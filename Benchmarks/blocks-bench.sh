@@ -1,0 +1,140 @@
+#!/bin/bash
+# The block-level registry benchmark: `lstore pull` by blocks (spec/registry.md §6) against whole
+# layers (`skopeo copy`, and `lstore pull --layers`), on Debian's docker-registry on loopback,
+# side by side in one run on the same images.
+#
+# Usage: Benchmarks/blocks-bench.sh [CHAIN_DIR]   (default /var/tmp/lstore-chain; needs root)
+#   LSTORE=PATH     the lstore binary (default .build/release/lstore)
+#   KEEP_SCRATCH=1  keep the scratch directory under /var/tmp
+#
+# A source store commits the chain's base, boot on base, gaming on boot, and gaming2: gaming with
+# one package upgraded (every file the package `PKG` lists, default `less`, rewritten with other
+# bytes). lstore pushes boot, gaming and gaming2 (images and block indexes). Then, into stores
+# that hold boot (each pulled the same way): gaming, by blocks, by layers and by skopeo into an
+# OCI layout that holds boot's blobs; gaming2 where gaming is here; gaming2 again. Bytes: lstore's
+# own count of body bytes fetched; skopeo's, the growth of its layout's blobs. Manifest requests:
+# the registry's log. Each command once, timed with GNU time; `sync` before each.
+set -euo pipefail
+
+chain_arg=${1:-/var/tmp/lstore-chain}
+case $chain_arg in /*) CHAIN=$chain_arg ;; *) CHAIN=$PWD/$chain_arg ;; esac
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+[ "$(id -u)" = 0 ] || { echo "blocks-bench: needs root (device nodes, ownership)" >&2; exit 1; }
+say() { echo "blocks-bench: $*" >&2; }
+PKG=${PKG:-less}
+
+for p in time python3 skopeo docker-registry curl; do
+	dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+done
+for l in base boot gaming; do [ -d "$CHAIN/rootfs-$l" ] || { say "missing $CHAIN/rootfs-$l"; exit 1; }; done
+LSTORE=${LSTORE:-.build/release/lstore}
+case $LSTORE in /*) ;; *) LSTORE=$ROOT/$LSTORE ;; esac
+[ -x "$LSTORE" ] || { say "no lstore at $LSTORE (swift build -c release)"; exit 1; }
+
+SCR=$(mktemp -d /var/tmp/blocks-bench.XXXXXX)
+cleanup() {
+	"$ROOT/Fixtures/registry.sh" stop "$SCR/registry" >/dev/null 2>&1 || true
+	if [ -n "${KEEP_SCRATCH:-}" ]; then say "scratch kept in $SCR"; else rm -rf "$SCR"; fi
+}
+trap cleanup EXIT
+export LSTORE_CACHE=$SCR/cache DOCKER_CONFIG=$SCR/docker
+cd "$SCR"
+
+declare -A SEC MB
+run() { # run ID CMD...: SEC[ID], MB[ID]; the command's output in out.ID
+	local id=$1
+	shift
+	sync
+	say "$id: $*"
+	/usr/bin/time -f '%e %M' -o "time.$id" "$@" >"out.$id" 2>"err.$id" || {
+		say "$id FAILED"
+		cat "err.$id" >&2
+		exit 1
+	}
+	read -r "SEC[$id]" kb < <(tail -n 1 "time.$id")
+	MB[$id]=$((kb / 1024))
+}
+json() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+manifest_gets() { grep -c '"GET /v2/[^ ]*/manifests/' registry/registry.log || true; }
+
+# --- the images (untimed) ------------------------------------------------------------------------
+say "scratch: $SCR"
+"$LSTORE" --store SRC init >/dev/null
+"$LSTORE" --store SRC commit "$CHAIN/rootfs-base" --ref base >/dev/null
+"$LSTORE" --store SRC commit "$CHAIN/rootfs-boot" --ref boot --parent base >/dev/null
+cp -a "$CHAIN/rootfs-gaming" tree
+"$LSTORE" --store SRC commit tree --ref gaming --parent boot >/dev/null
+list=tree/var/lib/dpkg/info/$PKG.list
+[ -f "$list" ] || list=$(find tree/var/lib/dpkg/info -name "$PKG:*.list" | head -n 1)
+upgraded=0
+while read -r path; do
+	if [ -f "tree$path" ] && [ ! -L "tree$path" ]; then
+		printf 'upgraded %s\n' "$path" >>"tree$path"
+		upgraded=$((upgraded + 1))
+	fi
+done <"$list"
+"$LSTORE" --store SRC commit tree --ref gaming2 --parent gaming >/dev/null
+HOST=$("$ROOT/Fixtures/registry.sh" start "$SCR/registry" anonymous)
+REPO=docker://$HOST/bench/gaming
+for r in boot gaming gaming2; do
+	"$LSTORE" --store SRC push "$REPO:$r" "$r" --json >"push.$r"
+done
+layer_sizes() { skopeo inspect --raw --tls-verify=false "$REPO:$1" | python3 -c 'import json,sys; [print(l["size"]) for l in json.load(sys.stdin)["layers"]]'; }
+gaming_layer=$(layer_sizes gaming | tail -n 1)
+gaming2_layer=$(layer_sizes gaming2 | tail -n 1)
+new_blocks=$(json push.gaming packBytesUploaded)
+changed_blocks=$(json push.gaming2 packBytesUploaded)
+
+for s in BL LA; do
+	"$LSTORE" --store "$s" init >/dev/null
+	"$LSTORE" --store "$s" pull "$REPO:boot" --ref gaming >/dev/null
+done
+skopeo copy --quiet --src-tls-verify=false "$REPO:boot" oci:SK:boot
+sk_blobs() { du -sb SK/blobs | cut -f1; }
+
+# --- 1. the child, its base here -----------------------------------------------------------------
+run bl_child "$LSTORE" --store BL pull "$REPO:gaming" --ref gaming --json
+run la_child "$LSTORE" --store LA pull "$REPO:gaming" --ref gaming --layers --json
+before=$(sk_blobs)
+run sk_child skopeo copy --quiet --src-tls-verify=false "$REPO:gaming" oci:SK:gaming
+sk_child_bytes=$(($(sk_blobs) - before))
+
+# --- 2. one package upgraded ---------------------------------------------------------------------
+run bl_up "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
+run la_up "$LSTORE" --store LA pull "$REPO:gaming2" --ref gaming --layers --json
+before=$(sk_blobs)
+run sk_up skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
+sk_up_bytes=$(($(sk_blobs) - before))
+
+# --- 3. no change --------------------------------------------------------------------------------
+gets=$(manifest_gets)
+run bl_none "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
+bl_none_gets=$(($(manifest_gets) - gets))
+gets=$(manifest_gets)
+run sk_none skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
+sk_none_gets=$(($(manifest_gets) - gets))
+"$LSTORE" --store BL fsck >/dev/null
+if [ "$(json out.bl_child by)" != blocks ] || [ "$(json out.bl_up by)" != blocks ]; then
+	say "a pull did not go by blocks"
+	exit 1
+fi
+
+pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
+echo "## Updates by blocks through a registry: \`Benchmarks/blocks-bench.sh\`"
+echo
+echo "$(date -u +%Y-%m-%d), $(nproc) cores; lstore $("$LSTORE" --version); skopeo $(pkgver skopeo); docker-registry $(pkgver docker-registry)"
+echo "on loopback (no referrers API: the tag fallback). The chain's gaming on boot; gaming2 is gaming with"
+echo "package $PKG upgraded ($upgraded files rewritten). MiB are bytes fetched (body bytes; skopeo: its layout's growth)."
+echo
+echo "| case | lstore by blocks MiB | target | whole layers: skopeo MiB | lstore --layers MiB | by blocks s | skopeo s | --layers s |"
+echo "|---|---|---|---|---|---|---|---|"
+echo "| child image, base present | $(mib "$(json out.bl_child bytesFetched)") | ≤ 1.10 × $(mib "$new_blocks") (its new blocks): $(ratio "$(json out.bl_child bytesFetched)" "$new_blocks")× | $(mib "$sk_child_bytes") | $(mib "$(json out.la_child bytesFetched)") | ${SEC[bl_child]} | ${SEC[sk_child]} | ${SEC[la_child]} |"
+echo "| one package upgraded | $(mib "$(json out.bl_up bytesFetched)") | ≤ 1.10 × $(mib "$changed_blocks") (the changed blocks): $(ratio "$(json out.bl_up bytesFetched)" "$changed_blocks")× | $(mib "$sk_up_bytes") | $(mib "$(json out.la_up bytesFetched)") | ${SEC[bl_up]} | ${SEC[sk_up]} | ${SEC[la_up]} |"
+echo "| no change | $(mib "$(json out.bl_none bytesFetched)") ($bl_none_gets manifest GETs) | 0, one manifest request | - ($sk_none_gets manifest GETs) | - | ${SEC[bl_none]} | ${SEC[sk_none]} | - |"
+echo
+echo "The child pull: skopeo / lstore by blocks = $(ratio "${SEC[sk_child]}" "${SEC[bl_child]}")× in wall time (target ≥ 2); the"
+echo "child's layer is $(mib "$gaming_layer") MiB, gaming2's $(mib "$gaming2_layer") MiB. Peak memory: by blocks ${MB[bl_child]} MiB,"
+echo "by layers ${MB[la_child]} MiB, skopeo ${MB[sk_child]} MiB. Range requests: child $(json out.bl_child rangeRequests), upgrade $(json out.bl_up rangeRequests)."
