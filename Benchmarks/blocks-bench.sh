@@ -8,7 +8,7 @@
 #   KEEP_SCRATCH=1  keep the scratch directory under /var/tmp
 #
 # A source store commits the chain's base, boot on base, gaming on boot, and gaming2: gaming with
-# one package upgraded (every file the package `PKG` lists, default `less`, rewritten with other
+# one package upgraded (every file the package `PKG` lists, default `gzip`, rewritten with other
 # bytes). lstore pushes boot, gaming and gaming2 (images and block indexes). Then, into stores
 # that hold boot (each pulled the same way): gaming, by blocks, by layers and by skopeo into an
 # OCI layout that holds boot's blobs; gaming2 where gaming is here; gaming2 again. Bytes: lstore's
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 [ "$(id -u)" = 0 ] || { echo "blocks-bench: needs root (device nodes, ownership)" >&2; exit 1; }
 say() { echo "blocks-bench: $*" >&2; }
-PKG=${PKG:-less}
+PKG=${PKG:-gzip}
 
 for p in time python3 skopeo docker-registry curl; do
 	dpkg -s "$p" >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
@@ -59,6 +59,16 @@ json() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 manifest_gets() { grep -c '"GET /v2/[^ ]*/manifests/' registry/registry.log || true; }
+# Every body byte the registry sent, from its access log ("METHOD PATH HTTP/1.1" STATUS BYTES):
+# the count a proxy in front of it would make, for lstore and skopeo alike.
+served() { awk '$6 == "\"GET" && $10 ~ /^[0-9]+$/ { s += $10 } END { print s + 0 }' registry/registry.log; }
+declare -A SERVED
+timed() { # timed ID CMD...: run, and SERVED[ID] the bytes the registry sent meanwhile
+	local id=$1 before
+	before=$(served)
+	run "$@"
+	SERVED[$id]=$(($(served) - before))
+}
 
 # --- the images (untimed) ------------------------------------------------------------------------
 say "scratch: $SCR"
@@ -69,6 +79,7 @@ cp -a "$CHAIN/rootfs-gaming" tree
 "$LSTORE" --store SRC commit tree --ref gaming --parent boot >/dev/null
 list=tree/var/lib/dpkg/info/$PKG.list
 [ -f "$list" ] || list=$(find tree/var/lib/dpkg/info -name "$PKG:*.list" | head -n 1)
+[ -f "$list" ] || { say "package $PKG is not installed in rootfs-gaming (PKG=NAME)"; exit 1; }
 upgraded=0
 while read -r path; do
 	if [ -f "tree$path" ] && [ ! -L "tree$path" ]; then
@@ -96,25 +107,25 @@ skopeo copy --quiet --src-tls-verify=false "$REPO:boot" oci:SK:boot
 sk_blobs() { du -sb SK/blobs | cut -f1; }
 
 # --- 1. the child, its base here -----------------------------------------------------------------
-run bl_child "$LSTORE" --store BL pull "$REPO:gaming" --ref gaming --json
-run la_child "$LSTORE" --store LA pull "$REPO:gaming" --ref gaming --layers --json
+timed bl_child "$LSTORE" --store BL pull "$REPO:gaming" --ref gaming --json
+timed la_child "$LSTORE" --store LA pull "$REPO:gaming" --ref gaming --layers --json
 before=$(sk_blobs)
-run sk_child skopeo copy --quiet --src-tls-verify=false "$REPO:gaming" oci:SK:gaming
+timed sk_child skopeo copy --quiet --src-tls-verify=false "$REPO:gaming" oci:SK:gaming
 sk_child_bytes=$(($(sk_blobs) - before))
 
 # --- 2. one package upgraded ---------------------------------------------------------------------
-run bl_up "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
-run la_up "$LSTORE" --store LA pull "$REPO:gaming2" --ref gaming --layers --json
+timed bl_up "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
+timed la_up "$LSTORE" --store LA pull "$REPO:gaming2" --ref gaming --layers --json
 before=$(sk_blobs)
-run sk_up skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
+timed sk_up skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
 sk_up_bytes=$(($(sk_blobs) - before))
 
 # --- 3. no change --------------------------------------------------------------------------------
 gets=$(manifest_gets)
-run bl_none "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
+timed bl_none "$LSTORE" --store BL pull "$REPO:gaming2" --ref gaming --json
 bl_none_gets=$(($(manifest_gets) - gets))
 gets=$(manifest_gets)
-run sk_none skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
+timed sk_none skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
 sk_none_gets=$(($(manifest_gets) - gets))
 "$LSTORE" --store BL fsck >/dev/null
 if [ "$(json out.bl_child by)" != blocks ] || [ "$(json out.bl_up by)" != blocks ]; then
@@ -134,6 +145,14 @@ echo "|---|---|---|---|---|---|---|---|"
 echo "| child image, base present | $(mib "$(json out.bl_child bytesFetched)") | ≤ 1.10 × $(mib "$new_blocks") (its new blocks): $(ratio "$(json out.bl_child bytesFetched)" "$new_blocks")× | $(mib "$sk_child_bytes") | $(mib "$(json out.la_child bytesFetched)") | ${SEC[bl_child]} | ${SEC[sk_child]} | ${SEC[la_child]} |"
 echo "| one package upgraded | $(mib "$(json out.bl_up bytesFetched)") | ≤ 1.10 × $(mib "$changed_blocks") (the changed blocks): $(ratio "$(json out.bl_up bytesFetched)" "$changed_blocks")× | $(mib "$sk_up_bytes") | $(mib "$(json out.la_up bytesFetched)") | ${SEC[bl_up]} | ${SEC[sk_up]} | ${SEC[la_up]} |"
 echo "| no change | $(mib "$(json out.bl_none bytesFetched)") ($bl_none_gets manifest GETs) | 0, one manifest request | - ($sk_none_gets manifest GETs) | - | ${SEC[bl_none]} | ${SEC[sk_none]} | - |"
+echo
+echo "The same pulls as the registry counted them (body bytes its access log gives, MiB):"
+echo
+echo "| case | by blocks | skopeo | --layers |"
+echo "|---|---|---|---|"
+echo "| child image, base present | $(mib "${SERVED[bl_child]}") | $(mib "${SERVED[sk_child]}") | $(mib "${SERVED[la_child]}") |"
+echo "| one package upgraded | $(mib "${SERVED[bl_up]}") | $(mib "${SERVED[sk_up]}") | $(mib "${SERVED[la_up]}") |"
+echo "| no change | $(mib "${SERVED[bl_none]}") | $(mib "${SERVED[sk_none]}") | - |"
 echo
 echo "The child pull: skopeo / lstore by blocks = $(ratio "${SEC[sk_child]}" "${SEC[bl_child]}")× in wall time (target ≥ 2); the"
 echo "child's layer is $(mib "$gaming_layer") MiB, gaming2's $(mib "$gaming2_layer") MiB. Peak memory: by blocks ${MB[bl_child]} MiB,"

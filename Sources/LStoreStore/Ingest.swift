@@ -150,16 +150,23 @@ public final class Ingest: @unchecked Sendable {
         return (id, writer.claim(id, kind: .block))
     }
 
-    /// Compresses the new blocks of streamed files; made on first use.
-    private var streamBlocks: BlockPipeline?
+    /// Compresses the new blocks of streamed files; made on first use. The file pipeline's
+    /// workers store blocks at once: made under a lock, so that no two of them each make one
+    /// (blocks handed to a pipeline that `finishStreams` does not wait for would be lost).
+    private let streamBlocks = Locked<BlockPipeline?>(nil)
 
     /// `storeBlock` for a streamed file's block: hashed here, compressed and stored by
     /// `streamBlocks`.
     private func storeStreamBlock(_ bytes: UnsafeRawBufferPointer) throws -> Digest {
         let (id, claimed) = claimBlock(bytes)
         if claimed {
-            if streamBlocks == nil { streamBlocks = BlockPipeline(writer: writer, workers: try (0..<threads).map { _ in try makeWorker() }) }
-            try streamBlocks!.add(id, bytes)
+            let pipeline = try streamBlocks.withLock { pipeline -> BlockPipeline in
+                if let pipeline { return pipeline }
+                let made = BlockPipeline(writer: writer, workers: try (0..<threads).map { _ in try makeWorker() })
+                pipeline = made
+                return made
+            }
+            try pipeline.add(id, bytes)
         }
         return id
     }
@@ -167,7 +174,7 @@ public final class Ingest: @unchecked Sendable {
     /// Waits until every block of the files `ingestStream` and `ingestBlocks` stored is written;
     /// throws the first failure. `storeTree` calls it.
     public func finishStreams() throws {
-        try streamBlocks?.finish()
+        try streamBlocks.withLock { $0 }?.finish()
     }
 
     /// Stores one block unless present (an all-zero full block is a hole); returns its id.
@@ -309,17 +316,22 @@ final class BlockPipeline: @unchecked Sendable {
     private let writer: StoreWriter
     private let idle: Locked<[Ingest.Worker]>
     private let failure = Locked<Error?>(nil)
+    /// Blocks handed over and not yet stored: a few per worker, so that the workers keep busy
+    /// while the one caller reads unevenly (a run of small files, a layer's next member).
     private let slots: DispatchSemaphore
+    /// Workers not compressing.
+    private let free: DispatchSemaphore
     private let group = DispatchGroup()
 
     init(writer: StoreWriter, workers: [Ingest.Worker]) {
         self.writer = writer
         idle = Locked(workers)
-        slots = DispatchSemaphore(value: workers.count)
+        slots = DispatchSemaphore(value: workers.count * 8)
+        free = DispatchSemaphore(value: workers.count)
     }
 
-    /// Stores block `id`, which the caller claimed, from a copy of `bytes`; waits while every
-    /// worker is busy. Throws a failure of an earlier block.
+    /// Stores block `id`, which the caller claimed, from a copy of `bytes`; waits while enough
+    /// blocks wait already. Throws a failure of an earlier block.
     func add(_ id: Digest, _ bytes: UnsafeRawBufferPointer) throws {
         if let error = failure.withLock({ $0 }) { throw error }
         slots.wait()
@@ -330,6 +342,8 @@ final class BlockPipeline: @unchecked Sendable {
                 group.leave()
                 slots.signal()
             }
+            free.wait()
+            defer { free.signal() }
             let worker = idle.withLock { $0.removeLast() }
             defer { idle.withLock { $0.append(worker) } }
             do {
