@@ -121,6 +121,14 @@ struct BlockIndexTests {
         #expect(!refused.succeeded && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
         #expect(try !lstoreOK(["refs"], store: corrupt).contains("gaming"))
         #expect(try lstoreOK(["fsck"], store: corrupt).contains("clean"))
+
+        // The pack gone from the registry (its garbage collection, say): the pull goes by layers.
+        try sh("rm -rf \(registry.directory)/storage/docker/registry/v2/blobs/sha256/\(hex.prefix(2))/\(hex)")
+        let fallback = try json(try lstoreOK(["pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming", "--json"],
+                                             store: corrupt, environment: environment))
+        #expect(fallback["by"] as? String == "layers" && (fallback["layersBecause"] as? String ?? "").contains("gone"), "\(fallback)")
+        #expect(try treeOf("gaming", store: corrupt) == (try treeOf("gaming", store: plain)))
+        #expect(try lstoreOK(["fsck"], store: corrupt).contains("clean"))
     }
 
     /// The bytes of a store's packs.
