@@ -72,22 +72,38 @@ extension RegistryPuller {
         var received = ReceivedObjects()
         try receiveObjects(document.top, with: ingest.writer, from: source, received: &received)
 
-        // The new layers are those of the image: the same trees export to the same diff_ids.
+        // Each layer's tree is checked against the image's diff_id (the same trees export to the
+        // same diff_ids), and gets the layer commit `lstore import` makes of it, so that a later
+        // pull by layers or import of an image on the same layers finds them. A layer commit the
+        // store has already (with this tree) was checked when it was made.
+        let importer = Importer(options: importOptions)
+        let known = try KnownImageCommits(store: store)
+        let times = importer.layerTimes(image.config), messages = importer.layerMessages(image.config)
+        var layer: LStoreTree.Digest?
         var parentTree: Node?
         for (number, segment) in document.segments.enumerated() {
             let commit = try store.commit(segment.commit)
             let child = try store.loadTree(commit.tree)
-            if !had[number] {
-                let diffID = try Self.layerDiffID(child, base: parentTree, store: store, display: "commit \(segment.commit.short)")
-                guard diffID == image.config.diffIDs[number] else {
-                    throw RegistryError("\(display): the block index's layer \(number + 1) is not the image's: diff_id \(diffID.short), not \(image.config.diffIDs[number].short)")
+            let diffID = image.config.diffIDs[number]
+            let time = importOptions.time ?? times[number]
+            if let existing = known.layer(parent: layer, diffID: diffID, time: time, message: messages[number]),
+               try store.commit(existing).tree == commit.tree {
+                layer = existing
+            } else {
+                let actual = try Self.layerDiffID(child, base: parentTree, store: store, display: "commit \(segment.commit.short)")
+                guard actual == diffID else {
+                    throw RegistryError("\(display): the block index's layer \(number + 1) is not the image's: diff_id \(actual.short), not \(diffID.short)")
                 }
+                let stats = TreeStats(size: commit.size, files: commit.files, entries: commit.entries)
+                layer = try ingest.storeCommit(Importer.layerCommit(tree: commit.tree, stats: stats, parent: layer, diffID: diffID,
+                                                                    time: time, message: messages[number]))
             }
             parentTree = child
         }
+        // The image commit: as a pull by layers makes it, on the layer commits, with the pushed
+        // commit as its second parent (what the block index brought stays reachable).
         let top = try store.commit(document.top)
-        let importer = Importer(options: importOptions)
-        let commit = Commit(tree: top.tree, parents: [document.top],
+        let commit = Commit(tree: top.tree, parents: [layer!, document.top],
                             time: importOptions.time ?? image.config.created.flatMap(parseRFC3339) ?? 0,
                             author: Importer.author, source: reference.description, size: top.size, files: top.files,
                             entries: top.entries, extraHeaders: importer.imageHeaders(image, source: reference.description),

@@ -53,6 +53,11 @@ struct BlockIndexTests {
                                              store: plain, environment: environment))
         #expect(byLayers["by"] as? String == "layers")
         #expect(try treeOf("gaming", store: here) == (try treeOf("gaming", store: plain)))
+        // The image commit stands on the layer commits a pull by layers makes, the pushed commit
+        // its second parent; so a pull by layers into a store that pulled by blocks reuses them.
+        let blocksParents = try parentsOf("gaming", store: here), layersParents = try parentsOf("gaming", store: plain)
+        #expect(blocksParents.count == 2 && layersParents.count == 1 && blocksParents.first == layersParents.first,
+                "\(blocksParents) \(layersParents)")
         let bundle = scratch.sub("bundle"), out = scratch.sub("out")
         try sh("skopeo copy --quiet --src-tls-verify=false docker://\(registry.host)/steve/gaming:1 oci:\(scratch.sub("layout")):g "
                + "&& umoci unpack --image \(scratch.sub("layout")):g \(bundle) >/dev/null")
@@ -143,6 +148,12 @@ struct BlockIndexTests {
         let head = try sh("curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' http://\(registry.host)/v2/\(parts[0])/manifests/\(parts[1])")
         let line = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("docker-content-digest:") } ?? ""
         return String(line.drop { $0 != ":" }.dropFirst()).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// A commit's parents, from `lstore show --json`.
+    private func parentsOf(_ ref: String, store: String) throws -> [String] {
+        let shown = try JSONSerialization.jsonObject(with: Data(try lstoreOK(["show", ref, "--json"], store: store).utf8)) as? [String: Any]
+        return shown?["parents"] as? [String] ?? []
     }
 
     /// A commit's tree id, from `lstore show --json`.
