@@ -57,8 +57,8 @@ extension RegistryPuller {
     /// this store lacks with `Range` requests on the pack blobs, verified as objects from a peer
     /// are (spec/protocol.md §5); checks that the layers the new commits make have the image's
     /// diff_ids; then makes the image commit on the top one.
-    func pullBlocks(_ document: BlockIndex.Document, image: ResolvedImage, imageBytes: UInt64, connection: RegistryConnection,
-                    ingest: Ingest, display: String) throws -> RegistryPullResult {
+    func pullBlocks(_ document: BlockIndex.Document, image: ResolvedImage, imageBytes: UInt64, layerSizes: [Int64],
+                    connection: RegistryConnection, ingest: Ingest, display: String) throws -> RegistryPullResult {
         let store = ingest.writer.store
         guard document.segments.count == image.config.diffIDs.count else {
             throw RegistryError("\(display): the block index has \(document.segments.count) layers, the image \(image.config.diffIDs.count)")
@@ -90,7 +90,13 @@ extension RegistryPuller {
                try store.commit(existing).tree == commit.tree {
                 layer = existing
             } else {
-                let actual = try Self.layerDiffID(child, base: parentTree, store: store, display: "commit \(segment.commit.short)")
+                // Bounded as an imported layer is (spec/oci.md §5): a block index may not make
+                // lstore hash more than the image's own layer could expand to.
+                let compressed = UInt64(max(0, number < layerSizes.count ? layerSizes[number] : 0))
+                let limits = importOptions.limits
+                let limit = min(limits.layerBytes, max(limits.ratioFloor, compressed.multipliedReportingOverflow(by: limits.ratio).partialValue))
+                let actual = try Self.layerDiffID(child, base: parentTree, store: store, limit: limit,
+                                                  display: "\(display): the block index's layer \(number + 1)")
                 guard actual == diffID else {
                     throw RegistryError("\(display): the block index's layer \(number + 1) is not the image's: diff_id \(actual.short), not \(diffID.short)")
                 }
@@ -120,10 +126,17 @@ extension RegistryPuller {
 
     /// The diff_id of the layer that turns `base` into `child` (the uncompressed tar lstore's
     /// export writes, spec/oci.md §7).
-    static func layerDiffID(_ child: Node, base: Node?, store: Store, display: String) throws -> ImageDigest {
+    static func layerDiffID(_ child: Node, base: Node?, store: Store, limit: UInt64, display: String) throws -> ImageDigest {
         var hash = SHA256()
         let root = base.map { OverlayDelta(base: $0, child: child).root } ?? child
-        let tar = TarStreamWriter { hash.update(bufferPointer: $0) }
+        var produced: UInt64 = 0
+        let tar = TarStreamWriter { bytes in
+            produced += UInt64(bytes.count)
+            guard produced <= limit else {
+                throw RegistryError("\(display): more than \(limit) bytes uncompressed, the limit for this layer")
+            }
+            hash.update(bufferPointer: bytes)
+        }
         _ = try LayerWriter(reader: StoreFileReader(store: store)).write(root, child: base == nil ? nil : child, to: tar, display: display)
         return imageDigest(hash)
     }

@@ -106,7 +106,8 @@ public struct RegistryPuller {
                                       config: config, layers: [])
             do {
                 let blocks = try blockIndex(of: document.digest, connection: connection, store: store, display: display)
-                return try pullBlocks(blocks, image: image, imageBytes: imageBytes, connection: connection, ingest: ingest, display: display)
+                return try pullBlocks(blocks, image: image, imageBytes: imageBytes, layerSizes: manifest.layers.map(\.size),
+                                      connection: connection, ingest: ingest, display: display)
             } catch let missing as NoBlockIndex {
                 layersBecause = missing.reason
             }

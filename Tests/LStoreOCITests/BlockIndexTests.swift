@@ -48,6 +48,19 @@ struct BlockIndexTests {
         #expect(fetched > newPackBytes / 2 && Double(fetched) <= Double(newPackBytes) * 1.10, "fetched \(fetched), gaming's pack \(newPackBytes)")
         #expect(fetched < (layers.last ?? 0) * 2, "\(fetched) against the child layer's \(layers.last ?? 0)")
 
+        // The layers a block index brings are bounded as imported ones are: past the limit, the
+        // pull stops with one line and moves no ref.
+        let bounded = scratch.sub("bounded")
+        try lstoreOK(["init"], store: bounded)
+        try lstoreOK(["pull", "docker://\(registry.host)/steve/boot:1", "--ref", "boot"], store: bounded, environment: environment)
+        var tight = environment
+        // 150 MiB: more than gaming's compressed layer (about 100 MiB), less than its tar.
+        tight["LSTORE_IMPORT_LAYER_LIMIT"] = "157286400"
+        let capped = try lstore(["pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming"], store: bounded, environment: tight)
+        #expect(!capped.succeeded && capped.stderr.contains("the limit for this layer"), "\(capped.stderr)")
+        #expect(try !lstoreOK(["refs"], store: bounded).contains("gaming"))
+        #expect(try lstoreOK(["fsck"], store: bounded).contains("clean"))
+
         // The same tree as by layers, as umoci's unpack of the image, and fsck is clean.
         let byLayers = try json(try lstoreOK(["pull", "docker://\(registry.host)/steve/gaming:1", "--ref", "gaming", "--layers", "--json"],
                                              store: plain, environment: environment))
