@@ -38,13 +38,13 @@ test: deps
 	$(SWIFT) build --build-tests
 	LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build
 
-# Only the registry and Docker suites of `make test` (a real docker-registry, a lying one, a
+# Only the registry, Docker and block-index suites of `make test` (a real docker-registry, a lying one, a
 # Docker engine), for working on them.
 registry-test: deps
 	$(SWIFT) build -c release --product lstore
 	$(SWIFT) build --build-tests
 	LSTORE_CHAIN=$(CHAIN) LSTORE_BIN=$$($(SWIFT) build -c release --show-bin-path)/lstore $(SWIFT) test --skip-build \
-		--filter 'Registry|LyingRegistry|Docker'
+		--filter 'Registry|LyingRegistry|Docker|BlockIndex'
 
 # Commits a generated base layer and a child, diffs them, checks the child out and verifies it;
 # writes the child's squashfs image from the store, mounts it and compares it with the committed
