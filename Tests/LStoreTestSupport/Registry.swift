@@ -171,7 +171,10 @@ public final class RegistryFixture: @unchecked Sendable {
         }
         let path = scratch.path
         RunningFixtures.shared.add(self) {
+            // At exit (a registry shared by a whole run is never deinitialized): stopped, and its
+            // directory removed, as deinit would.
             _ = try? run("/bin/bash", [repositoryRoot + "/Fixtures/registry.sh", "stop", path])
+            try? FileManager.default.removeItem(atPath: path)
         }
     }
 
