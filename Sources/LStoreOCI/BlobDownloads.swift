@@ -115,7 +115,7 @@ final class BlobDownloads: @unchecked Sendable {
         while flock(fd, LOCK_EX) != 0 {
             guard errno == EINTR else { throw RegistryError("\(partial): cannot lock: \(String(cString: strerror(errno)))") }
         }
-        if let size = fileSize(final), size == descriptor.size, (try? hashFile(final)) == descriptor.digest {
+        if let size = fileSize(final), size == descriptor.size, (try? ReadOnlyFile(final).sha256().0) == descriptor.digest {
             unlink(partial)
             return final
         }
@@ -218,14 +218,6 @@ final class BlobDownloads: @unchecked Sendable {
         return hash
     }
 
-    private func hashFile(_ path: String) throws -> ImageDigest {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RegistryError("\(path): cannot open") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw RegistryError("\(path): cannot stat") }
-        return imageDigest(try hashPrefix(fd, count: Int64(st.st_size), path: path))
-    }
 }
 
 /// Writes all of `bytes` at `offset` of `fd`.

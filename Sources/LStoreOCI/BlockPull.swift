@@ -28,7 +28,7 @@ extension RegistryPuller {
             // The referrers tag: a HEAD first, which Docker Hub does not count against its limit,
             // so that an image without a block index costs no manifest GET.
             let tag = BlockIndex.fallbackTag(subject)
-            guard try connection.manifestDigest(tag, orNilWhenAbsent: true) != nil else {
+            guard try connection.manifestExists(tag) else {
                 throw NoBlockIndex(reason: "the image has no block index")
             }
             listing = try connection.document(try connection.url("manifests/\(tag)"), headers: headers, what: "referrers tag").1

@@ -512,19 +512,33 @@ extension RegistryConnection {
 
     /// `HEAD /v2/NAME/manifests/REFERENCE`: the digest the registry gives, without a GET (which
     /// Docker Hub counts against its rate limit). Nil when the registry does not say.
-    /// With `orNilWhenAbsent`, a manifest that is not there (404) is nil too, not an error; one
-    /// that is there but whose digest the registry does not give is the empty digest.
-    func manifestDigest(_ reference: String, orNilWhenAbsent: Bool = false) throws -> ImageDigest? {
+    func manifestDigest(_ reference: String) throws -> ImageDigest? {
+        guard let response = try headManifest(reference) else { return nil }
+        return response.headers["Docker-Content-Digest"].flatMap(ImageDigest.init(parsing:))
+    }
+
+    /// Whether the registry holds a manifest under `reference`, asked with `HEAD` (not counted by
+    /// Docker Hub's limit).
+    func manifestExists(_ reference: String) throws -> Bool {
+        do {
+            return try headManifest(reference) != nil
+        } catch let error as RegistryError where error.status == 404 {
+            return false
+        }
+    }
+
+    /// `HEAD /v2/NAME/manifests/REFERENCE`: the answer when 200, nil for another status but 404,
+    /// which throws.
+    private func headManifest(_ reference: String) throws -> HTTPResponse? {
         var headers = HTTPHeaders()
         headers.set("Accept", Self.manifestAccept)
         let (exchange, response) = try send("HEAD", try url("manifests/\(reference)"), headers: headers)
         defer { exchange.cancel() }
         guard response.status == 200 else {
-            if response.status == 404 && !orNilWhenAbsent { throw unexpected(exchange, response, "manifest \(reference.prefix(80))") }
+            if response.status == 404 { throw unexpected(exchange, response, "manifest \(reference.prefix(80))") }
             return nil
         }
-        let digest = response.headers["Docker-Content-Digest"].flatMap(ImageDigest.init(parsing:))
-        return orNilWhenAbsent ? digest ?? ImageDigest(sha256([UInt8]())) : digest
+        return response
     }
 
     /// `GET` of a JSON document (a manifest, an index, a config), whole. A connection that breaks

@@ -83,7 +83,7 @@ public struct RegistryPusher: Sendable {
         group.wait()
         if let failure = work.failure { throw failure }
         var result = work.result
-        (result.manifestDigest, result.subjectAccepted) = try putManifestNoting(manifest, mediaType: mediaType, connection: first)
+        (result.manifestDigest, result.subjectAccepted) = try putManifest(manifest, mediaType: mediaType, connection: first)
         return result
     }
 
@@ -175,12 +175,9 @@ public struct RegistryPusher: Sendable {
         return .uploaded
     }
 
-    func putManifest(_ manifest: [UInt8], mediaType: String, connection: RegistryConnection) throws -> ImageDigest {
-        try putManifestNoting(manifest, mediaType: mediaType, connection: connection).digest
-    }
-
-    /// `putManifest`, and whether the registry answered with `OCI-Subject`.
-    func putManifestNoting(_ manifest: [UInt8], mediaType: String, connection: RegistryConnection) throws
+    /// Puts the manifest under the reference's tag (or digest); returns its digest and whether the
+    /// registry answered with `OCI-Subject` (it took the manifest's `subject`).
+    func putManifest(_ manifest: [UInt8], mediaType: String, connection: RegistryConnection) throws
         -> (digest: ImageDigest, subjectAccepted: Bool) {
         let digest = ImageDigest(sha256(manifest))
         var headers = HTTPHeaders()
