@@ -41,23 +41,9 @@ trap cleanup EXIT
 export LSTORE_CACHE=$SCR/cache DOCKER_CONFIG=$SCR/docker
 cd "$SCR"
 
-declare -A SEC MB
-run() { # run ID CMD...: SEC[ID], MB[ID]; the command's output in out.ID
-	local id=$1
-	shift
-	sync
-	say "$id: $*"
-	/usr/bin/time -f '%e %M' -o "time.$id" "$@" >"out.$id" 2>"err.$id" || {
-		say "$id FAILED"
-		cat "err.$id" >&2
-		exit 1
-	}
-	read -r "SEC[$id]" kb < <(tail -n 1 "time.$id")
-	MB[$id]=$((kb / 1024))
-}
-json() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# shellcheck source=Benchmarks/lib.sh disable=SC1091
+. "$ROOT/Benchmarks/lib.sh"
+MIB_DECIMALS=2
 manifest_gets() { grep -c '"GET /v2/[^ ]*/manifests/' registry/registry.log || true; }
 # Every body byte the registry sent, from its access log ("METHOD PATH HTTP/1.1" STATUS BYTES):
 # the count a proxy in front of it would make, for lstore and skopeo alike.
@@ -91,13 +77,13 @@ done <"$list"
 HOST=$("$ROOT/Fixtures/registry.sh" start "$SCR/registry" anonymous)
 REPO=docker://$HOST/bench/gaming
 for r in boot gaming gaming2; do
-	"$LSTORE" --store SRC push "$REPO:$r" "$r" --json >"push.$r"
+	"$LSTORE" --store SRC push "$REPO:$r" "$r" --json >"out.push_$r"
 done
 layer_sizes() { skopeo inspect --raw --tls-verify=false "$REPO:$1" | python3 -c 'import json,sys; [print(l["size"]) for l in json.load(sys.stdin)["layers"]]'; }
 gaming_layer=$(layer_sizes gaming | tail -n 1)
 gaming2_layer=$(layer_sizes gaming2 | tail -n 1)
-new_blocks=$(json push.gaming packBytesUploaded)
-changed_blocks=$(json push.gaming2 packBytesUploaded)
+new_blocks=$(json push_gaming packBytesUploaded)
+changed_blocks=$(json push_gaming2 packBytesUploaded)
 
 for s in BL LA; do
 	"$LSTORE" --store "$s" init >/dev/null
@@ -128,7 +114,7 @@ gets=$(manifest_gets)
 timed sk_none skopeo copy --quiet --src-tls-verify=false "$REPO:gaming2" oci:SK:gaming2
 sk_none_gets=$(($(manifest_gets) - gets))
 "$LSTORE" --store BL fsck >/dev/null
-if [ "$(json out.bl_child by)" != blocks ] || [ "$(json out.bl_up by)" != blocks ]; then
+if [ "$(json bl_child by)" != blocks ] || [ "$(json bl_up by)" != blocks ]; then
 	say "a pull did not go by blocks"
 	exit 1
 fi
@@ -142,9 +128,9 @@ echo "package $PKG upgraded ($upgraded files rewritten). MiB are bytes fetched (
 echo
 echo "| case | lstore by blocks MiB | target | whole layers: skopeo MiB | lstore --layers MiB | by blocks s | skopeo s | --layers s |"
 echo "|---|---|---|---|---|---|---|---|"
-echo "| child image, base present | $(mib "$(json out.bl_child bytesFetched)") | ≤ 1.10 × $(mib "$new_blocks") (its new blocks): $(ratio "$(json out.bl_child bytesFetched)" "$new_blocks")× | $(mib "$sk_child_bytes") | $(mib "$(json out.la_child bytesFetched)") | ${SEC[bl_child]} | ${SEC[sk_child]} | ${SEC[la_child]} |"
-echo "| one package upgraded | $(mib "$(json out.bl_up bytesFetched)") | ≤ 1.10 × $(mib "$changed_blocks") (the changed blocks): $(ratio "$(json out.bl_up bytesFetched)" "$changed_blocks")× | $(mib "$sk_up_bytes") | $(mib "$(json out.la_up bytesFetched)") | ${SEC[bl_up]} | ${SEC[sk_up]} | ${SEC[la_up]} |"
-echo "| no change | $(mib "$(json out.bl_none bytesFetched)") ($bl_none_gets manifest GETs) | 0, one manifest request | - ($sk_none_gets manifest GETs) | - | ${SEC[bl_none]} | ${SEC[sk_none]} | - |"
+echo "| child image, base present | $(mib "$(json bl_child bytesFetched)") | ≤ 1.10 × $(mib "$new_blocks") (its new blocks): $(ratio "$(json bl_child bytesFetched)" "$new_blocks")× | $(mib "$sk_child_bytes") | $(mib "$(json la_child bytesFetched)") | ${SEC[bl_child]} | ${SEC[sk_child]} | ${SEC[la_child]} |"
+echo "| one package upgraded | $(mib "$(json bl_up bytesFetched)") | ≤ 1.10 × $(mib "$changed_blocks") (the changed blocks): $(ratio "$(json bl_up bytesFetched)" "$changed_blocks")× | $(mib "$sk_up_bytes") | $(mib "$(json la_up bytesFetched)") | ${SEC[bl_up]} | ${SEC[sk_up]} | ${SEC[la_up]} |"
+echo "| no change | $(mib "$(json bl_none bytesFetched)") ($bl_none_gets manifest GETs) | 0, one manifest request | - ($sk_none_gets manifest GETs) | - | ${SEC[bl_none]} | ${SEC[sk_none]} | - |"
 echo
 echo "The same pulls as the registry counted them (body bytes its access log gives, MiB):"
 echo
@@ -156,4 +142,4 @@ echo "| no change | $(mib "${SERVED[bl_none]}") | $(mib "${SERVED[sk_none]}") | 
 echo
 echo "The child pull: skopeo / lstore by blocks = $(ratio "${SEC[sk_child]}" "${SEC[bl_child]}")× in wall time (target ≥ 2); the"
 echo "child's layer is $(mib "$gaming_layer") MiB, gaming2's $(mib "$gaming2_layer") MiB. Peak memory: by blocks ${MB[bl_child]} MiB,"
-echo "by layers ${MB[la_child]} MiB, skopeo ${MB[sk_child]} MiB. Range requests: child $(json out.bl_child rangeRequests), upgrade $(json out.bl_up rangeRequests)."
+echo "by layers ${MB[la_child]} MiB, skopeo ${MB[sk_child]} MiB. Range requests: child $(json bl_child rangeRequests), upgrade $(json bl_up rangeRequests)."

@@ -38,25 +38,10 @@ trap cleanup EXIT
 export LSTORE_CACHE=$SCR/cache
 cd "$SCR"
 
-declare -A SEC MB
-run() { # run ID CMD...: SEC[ID], MB[ID]; the command's output in out.ID
-	local id=$1
-	shift
-	sync
-	say "$id: $*"
-	/usr/bin/time -f '%e %M' -o "time.$id" "$@" >"out.$id" 2>"err.$id" || {
-		say "$id FAILED"
-		cat "err.$id" >&2
-		exit 1
-	}
-	read -r "SEC[$id]" kb < <(tail -n 1 "time.$id")
-	MB[$id]=$((kb / 1024))
-}
+# shellcheck source=Benchmarks/lib.sh disable=SC1091
+. "$ROOT/Benchmarks/lib.sh"
 sum() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN { printf "%.2f", a + b + c }'; }
 maxof() { printf '%s\n' "$@" | sort -n | tail -n 1; }
-json() { python3 -c "import json,sys; print(json.load(open('out.$1'))['$2'])"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 MKSQ=(-comp zstd -Xcompression-level 6 -b 131072 -processors "$(nproc)" -noappend -quiet)
 
 # --- the images (untimed) ------------------------------------------------------------------------

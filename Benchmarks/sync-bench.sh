@@ -39,18 +39,8 @@ trap cleanup EXIT
 export LSTORE_CACHE=$SCR/cache
 cd "$SCR"
 
-declare -A SEC MB
-run() {  # run ID CMD...: SEC[ID], MB[ID]; the command's output in out.ID
-  local id=$1; shift
-  sync
-  say "$id: $*"
-  /usr/bin/time -f '%e %M' -o "time.$id" "$@" >"out.$id" 2>"err.$id" || { say "$id FAILED"; cat "err.$id" >&2; exit 1; }
-  read -r SEC[$id] kb < <(tail -n 1 "time.$id")
-  MB[$id]=$(( kb / 1024 ))
-}
-json() { python3 -c "import json,sys; print(json.load(open('out.$1'))['$2'])"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# shellcheck source=Benchmarks/lib.sh disable=SC1091
+. "$ROOT/Benchmarks/lib.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- the sources (untimed) -----------------------------------------------------------------------
