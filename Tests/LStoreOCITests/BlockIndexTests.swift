@@ -2,21 +2,18 @@ import Foundation
 import LStoreTestSupport
 import Testing
 
-/// The Debian chain's directory (`$LSTORE_CHAIN`), when the integration tests have one.
-private let chain = ProcessInfo.processInfo.environment["LSTORE_CHAIN"].flatMap { $0.isEmpty ? nil : $0 }
-
 /// Updates through a registry by blocks (spec/registry.md §6), on Debian's docker-registry,
 /// which has no referrers API: the block index is found through its tag.
-@Suite(.serialized, .registryAvailable, .enabled(if: chain != nil && isRoot, "needs root and LSTORE_CHAIN (the Debian chain)"))
+@Suite(.serialized, .registryAvailable, .enabled(if: debianChain != nil && isRoot, "needs root and LSTORE_CHAIN (the Debian chain)"))
 struct BlockIndexTests {
     @Test func childPullFetchesOnlyItsNewBlocks() throws {
         let scratch = TemporaryDirectory("blocks")
         let source = scratch.sub("source"), here = scratch.sub("here"), plain = scratch.sub("plain")
         for store in [source, here, plain] { try lstoreOK(["init"], store: store) }
-        try lstoreOK(["commit", chain! + "/rootfs-base", "--ref", "base"], store: source)
-        try lstoreOK(["commit", chain! + "/rootfs-boot", "--ref", "boot", "--parent", "base"], store: source)
+        try lstoreOK(["commit", debianChain! + "/rootfs-base", "--ref", "base"], store: source)
+        try lstoreOK(["commit", debianChain! + "/rootfs-boot", "--ref", "boot", "--parent", "base"], store: source)
         let tree = scratch.sub("tree")
-        try sh("cp -a \(chain!)/rootfs-gaming \(tree)")
+        try sh("cp -a \(debianChain!)/rootfs-gaming \(tree)")
         try lstoreOK(["commit", tree, "--ref", "gaming", "--parent", "boot"], store: source)
         let registry = try RegistryFixture(mode: "anonymous")
         let environment = ["DOCKER_CONFIG": scratch.sub("docker")]

@@ -2,14 +2,11 @@ import Foundation
 import LStoreTestSupport
 import Testing
 
-/// The Debian chain's directory (`$LSTORE_CHAIN`), when the integration tests have one.
-private let chain = ProcessInfo.processInfo.environment["LSTORE_CHAIN"].flatMap { $0.isEmpty ? nil : $0 }
-
 /// The way the project was first imagined: Docker builds the system, lstore takes it, and what
 /// lstore pushes Docker runs. A real engine (Debian's docker.io, no bridge) on the chain's
 /// Debian base.
 @Suite(.serialized, .dockerAvailable, .registryAvailable,
-       .enabled(if: chain != nil && isRoot, "needs root and LSTORE_CHAIN (the Debian chain)"))
+       .enabled(if: debianChain != nil && isRoot, "needs root and LSTORE_CHAIN (the Debian chain)"))
 struct DockerTests {
     @Test func dockerBuildImportPushRun() throws {
         let context = try RegistryTestContext()
@@ -17,7 +14,7 @@ struct DockerTests {
         defer { engine.stop() }
         // docker import of the Debian base, a Dockerfile FROM it with one RUN, docker save.
         let saved = context.scratch.sub("child.tar")
-        try engine.buildChild(rootfs: chain! + "/rootfs-base", output: saved)
+        try engine.buildChild(rootfs: debianChain! + "/rootfs-base", output: saved)
         _ = try context.ok(["import", "docker-archive:\(saved)", "--ref", "child"])
 
         // lstore's checkout equals umoci's unpack of the same archive, entry for entry.
@@ -38,7 +35,7 @@ struct DockerTests {
         try engine.docker(["pull", "--quiet", image])
         let ran = try engine.docker(["run", "--rm", "--network", "none", image, "sh", "-c",
                                      "cat /etc/lstore-built /opt/lstore/hello /etc/debian_version; test ! -e /etc/motd && echo no motd"])
-        let debian = try String(contentsOfFile: chain! + "/rootfs-base/etc/debian_version", encoding: .utf8)
+        let debian = try String(contentsOfFile: debianChain! + "/rootfs-base/etc/debian_version", encoding: .utf8)
         #expect(ran == "built by docker build\nhello\n\(debian)no motd\n", "\(ran)")
 
         // What Docker holds of it, saved again, is the same tree.

@@ -118,6 +118,10 @@ public final class TemporaryDirectory: @unchecked Sendable {
 /// True when running as root: the tests that make device nodes and set owners need it.
 public var isRoot: Bool { getuid() == 0 }
 
+/// The directory of the Debian layer chain (`$LSTORE_CHAIN`, built by debian-chain.sh), when the
+/// integration tests have one.
+public let debianChain: String? = ProcessInfo.processInfo.environment["LSTORE_CHAIN"].flatMap { $0.isEmpty ? nil : $0 }
+
 /// The manifest of a tree as `Fixtures/manifest.py` prints it: every entry, its metadata, content
 /// hash and hardlink set; an oracle that shares no code with lstore.
 public func manifest(_ directory: String, options: [String] = []) throws -> String {
