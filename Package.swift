@@ -4,6 +4,7 @@
 // Dependencies point one way, down this list; each target uses only targets below it:
 //   lstore                                    the command
 //   LStoreCLI                                 arguments, progress, human and --json output
+//   LStoreBuild                               recipes built into layers (uses the image, OCI and store modules)
 //   LStoreBoot, LStoreSync, LStoreOCI         features: boot staging; moving layers between stores; container images in
 //   LStoreImage                               between the store and images: checkout, commit of a source
 //   LStoreStore, LStoreSquashFS, LStoreTar,   the store; images and tarballs, which know nothing of the store;
@@ -31,9 +32,15 @@ let package = Package(
         .executableTarget(name: "lstore", dependencies: ["LStoreCLI"]),
         // One file per group of subcommands: arguments, progress, human and --json output, exit codes.
         .target(name: "LStoreCLI", dependencies: [
-            "LStoreBoot", "LStoreOCI", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
+            "LStoreBuild", "LStoreBoot", "LStoreOCI", "LStoreImage", "LStoreStore", "LStoreSync", "LStoreTar", "LStoreSquashFS", "LStoreTree",
             "LStoreCompression", "CLStoreSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Recipes (spec/build.md): the parser, the build cache, RUN in namespaces over the parent's image
+        // (the sandbox is C, in CLStoreSys), the overlay's upper directory read back as the child.
+        .target(name: "LStoreBuild", dependencies: [
+            "LStoreOCI", "LStoreImage", "LStoreStore", "LStoreTar", "LStoreTree", "CLStoreSys",
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Boot staging (spec/boot.md §10): a layer's image, its own kernel and initramfs, BLS and GRUB entries.
         .target(name: "LStoreBoot", dependencies: ["LStoreImage", "LStoreStore", "LStoreSquashFS", "LStoreTree", "CLStoreSys"]),

@@ -226,41 +226,6 @@ public struct LayerKernel {
     }
 }
 
-extension Node {
-    /// Follows `path` from this root, resolving symlinks (absolute ones from this root) in every
-    /// component, as the layer's own system would; hardlinks lead to the node holding the data.
-    public func resolve(_ path: String, hops: Int = 0) -> (path: String, node: Node)? {
-        guard hops < 40 else { return nil }
-        var node = self
-        var resolved: [String] = []
-        let components = path.split(separator: "/").map(String.init)
-        for (index, component) in components.enumerated() {
-            if component == "." { continue }
-            if component == ".." {
-                _ = resolved.popLast()
-                guard let parent = lookup(Array(resolved.joined(separator: "/").utf8)) else { return nil }
-                node = parent
-                continue
-            }
-            guard let next = node.directory?.child(named: Array(component.utf8)) else { return nil }
-            switch next.content {
-            case .symlink(let target):
-                let text = String(decoding: target, as: UTF8.self)
-                let base = text.hasPrefix("/") ? "" : "/" + resolved.joined(separator: "/")
-                let rest = components[(index + 1)...].joined(separator: "/")
-                return resolve(base + "/" + text + (rest.isEmpty ? "" : "/" + rest), hops: hops + 1)
-            case .hardlink(let holder):
-                guard let held = lookup(holder) else { return nil }
-                node = held
-            default:
-                node = next
-            }
-            resolved.append(component)
-        }
-        return ("/" + resolved.joined(separator: "/"), node)
-    }
-}
-
 // MARK: - Which file system holds a path
 
 /// The file system holding a path, from `/proc/self/mountinfo`: how a boot loader or an initramfs

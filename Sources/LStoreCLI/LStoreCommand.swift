@@ -19,7 +19,7 @@ public struct LStoreCommand: ParsableCommand {
             RefsCommand.self, RefCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self,
             FsckCommand.self, GCCommand.self, RepackCommand.self, StatsCommand.self, ReflogCommand.self, BootCommand.self,
             ServeCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, ImportCommand.self, ExportCommand.self,
-            LoginCommand.self, LogoutCommand.self,
+            LoginCommand.self, LogoutCommand.self, BuildCommand.self, BuildSandboxCommand.self,
         ])
 
     public init() {}

@@ -13,6 +13,7 @@ import LStoreTree
 /// - `.overlay` (an overlayfs upper directory): a character device 0/0 deletes its name, a
 ///   directory with `trusted.overlay.opaque=y` is opaque, and every `trusted.overlay.*` xattr is
 ///   dropped.
+/// - `.plain` (a recipe's COPY, ADD and WORKDIR): every entry is what it says; nothing is deleted.
 ///
 /// Hardlinks may name files of lower layers: a member keeps the data of the inode it named, even
 /// when a later entry replaces or deletes the path it was named by. Paths never pass through a
@@ -23,6 +24,7 @@ public final class ChangeSet {
     public enum Form: Sendable {
         case oci
         case overlay
+        case plain
     }
 
     public let root: Node

@@ -19,4 +19,15 @@ int lstore_start_writeback(int fd, long long offset, long long length);
 /// The size of the terminal on `fd`, or 0 when it is not one.
 int lstore_terminal_width(int fd);
 
+/// Cancelling a build: SIGINT, SIGTERM and SIGHUP are remembered (`lstore_cancel_signal`) and close
+/// the descriptor being watched, once. `lstore_cancel_unwatch` stops watching and returns the
+/// descriptor when the handler has not closed it (the caller closes it then), else -1.
+void lstore_cancel_install(void);
+void lstore_cancel_watch(int fd);
+int lstore_cancel_unwatch(void);
+int lstore_cancel_signal(void);
+
+/// pipe2(fds, O_CLOEXEC).
+int lstore_pipe_cloexec(int fds[2]);
+
 #endif
