@@ -132,15 +132,15 @@ struct BuildCache {
     init(store: Store) throws {
         var heads = try store.refs().map(\.commit)
         heads += ((try? store.reflog()) ?? []).compactMap(\.new)
+        // Every parent, not the first only: an image pulled by blocks has the pushed build's commits
+        // as its second parent, so the cache travels through a registry too.
         var seen: Set<Digest> = []
-        for head in heads {
-            var next: Digest? = head
-            while let id = next, seen.insert(id).inserted {
-                guard let commit = try? store.commit(id) else { break }
-                next = commit.parents.first
-                guard commit.author == Builder.author else { continue }
-                for header in commit.extraHeaders where header.key == "build-cache" { commits[header.value] = id }
-            }
+        var pending = heads
+        while let id = pending.popLast() {
+            guard seen.insert(id).inserted, let commit = try? store.commit(id) else { continue }
+            pending += commit.parents
+            guard commit.author == Builder.author else { continue }
+            for header in commit.extraHeaders where header.key == "build-cache" { commits[header.value] = id }
         }
     }
 }

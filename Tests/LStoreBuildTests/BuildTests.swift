@@ -273,18 +273,32 @@ struct BuildTests {
 
     @Test func ignoreFileSquashfsAndBuildArguments() throws {
         try write([
-            "app/Lstorefile": "FROM base\nARG FLAVOR=plain\nCOPY . /opt/app/\nRUN echo $FLAVOR > /flavor\n",
+            "app/Lstorefile": """
+                FROM base
+                ARG FLAVOR=plain
+                COPY . /opt/app/
+                RUN echo $FLAVOR > /flavor
+                ADD data.tar.gz /opt/data/
+                USER nobody
+                RUN test "$(id -u)" = 65534 && test "$HOME" = /nonexistent && touch /tmp/writable
+                USER root
+
+                """,
             "app/.dockerignore": "*.log\nsecret/\n",
             "app/keep.txt": "keep\n",
             "app/debug.log": "noise\n",
             "app/secret/key": "hidden\n",
         ])
+        try sh("mkdir -p \(scratch.path)/data && echo inside > \(scratch.path)/data/inside.txt && chown 1234:5678 \(scratch.path)/data/inside.txt"
+               + " && tar czf \(recipes)/app/data.tar.gz -C \(scratch.path)/data inside.txt")
         let image = scratch.sub("app.sfs")
         _ = try buildOK([recipes + "/app", "--squashfs", image, "--build-arg", "FLAVOR=spicy"])
         let entries = try tree("app")
         #expect(entries["/opt/app/keep.txt"] != nil && entries["/opt/app/debug.log"] == nil && entries["/opt/app/secret"] == nil,
                 "\(entries.keys.filter { $0.hasPrefix("/opt/app") }.sorted())")
         #expect(try read("app", "/flavor") == "spicy\n")
+        #expect(entries["/opt/data/inside.txt"]?.contains("uid=1234 gid=5678") == true, "ADD unpacks a local archive, owners kept")
+        #expect(entries["/opt/app/data.tar.gz"] != nil, "COPY copies it as it is")
         #expect(try lstoreOK(["show", "app"], store: store).contains("build-arg FLAVOR=spicy"))
         // The image is the ref's tree, as the kernel mounts it.
         let mountPoint = scratch.sub("mnt")
@@ -345,5 +359,10 @@ struct BuildRegistryTests {
             try lstoreOK(["checkout", "gaming", "--dir", pulled], store: puller)
             #expect(try manifest(pulled) == (try manifest(directory)), "gaming:\(tag)")
         }
+        // The cache travels with the image: a store that pulled it builds the recipe from the cache.
+        let puller = scratch.sub("puller-latest")
+        let again = try lstore(["build", recipe, "--json"], store: puller, environment: environment)
+        let outcome = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(again.succeeded && outcome["stepsRun"] as? Int == 0 && outcome["stepsCached"] as? Int == 1, "\(again.stdout)\(again.stderr)")
     }
 }
