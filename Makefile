@@ -88,7 +88,7 @@ boot-test: deps
 # persist_paths, a stacked chain with a --delta-from child, a `lstore boot stage` entry, a staged
 # stack, the same staged layer booted by GRUB through 42_lstore, the warning of a nearly full
 # writable layer, and sd-lstore's unit (mkinitcpio's systemd variant) once each.
-BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged,stagedstack,grub;dracut:basic,stacked,full;sdunit:basic
+BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged,stagedstack,grub,built;dracut:basic,stacked,full;sdunit:basic
 boot-test-ci: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240

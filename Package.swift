@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "LStoreCLITests", dependencies: ["LStoreCLI", "LStoreTestSupport"]),
         .testTarget(name: "LStoreHTTPTests", dependencies: ["LStoreHTTP", "LStoreTestSupport"]),
         .testTarget(name: "LStoreOCITests", dependencies: ["LStoreOCI", "LStoreStore", "LStoreTestSupport"]),
-        .testTarget(name: "LStoreBuildTests", dependencies: ["LStoreBuild", "LStoreTestSupport"]),
+        .testTarget(name: "LStoreBuildTests", dependencies: ["LStoreBuild", "LStoreStore", "LStoreTree", "LStoreTestSupport"]),
         .testTarget(name: "LStoreSyncTests", dependencies: ["LStoreSync", "LStoreStore", "LStoreTestSupport"]),
     ]
 )

@@ -378,9 +378,43 @@ struct Stage {
 
     /// The key of a step: a digest of everything its result depends on (spec/build.md §6).
     func key(_ instruction: Instruction, _ lines: [String]) -> String {
-        var text = "lstore-build-cache 1\nparent \(current?.hex ?? "none")\nepoch \(epoch)\ninstruction \(instruction.keyword)\n"
+        "sha256:" + sha256(Array(Self.keyText(parent: current, epoch: epoch, keyword: instruction.keyword, lines: lines).utf8)).hex
+    }
+
+    /// `value` as compact JSON, slashes as they are.
+    static func json(_ value: Any) -> String {
+        String(decoding: try! JSONSerialization.data(withJSONObject: value, options: [.withoutEscapingSlashes]), as: UTF8.self)
+    }
+
+    /// The text a step's key is the SHA-256 of (spec/build.md §6).
+    static func keyText(parent: Digest?, epoch: Int64, keyword: String, lines: [String]) -> String {
+        var text = "lstore-build-cache 1\nparent \(parent?.hex ?? "none")\nepoch \(epoch)\ninstruction \(keyword)\n"
         for line in lines { text += line.replacingOccurrences(of: "\n", with: "\\n") + "\n" }
-        return "sha256:" + sha256(Array(text.utf8)).hex
+        return text
+    }
+
+    /// A RUN's environment (spec/build.md §4): the ARGs no ENV names, the ENVs, then what is unset
+    /// of PATH, HOME and SOURCE_DATE_EPOCH, and HOSTNAME.
+    static func runEnvironment(arguments: [String: String], env: [(key: String, value: String)], owner: Account,
+                               epoch: Int64) -> [String] {
+        var environment: [(String, String)] = []
+        for (key, value) in arguments.sorted(by: { $0.key < $1.key }) where !env.contains(where: { $0.key == key }) {
+            environment.append((key, value))
+        }
+        environment += env.map { ($0.key, $0.value) }
+        if !environment.contains(where: { $0.0 == "PATH" }) {
+            environment.append(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        }
+        if !environment.contains(where: { $0.0 == "HOME" }) { environment.append(("HOME", owner.home)) }
+        if !environment.contains(where: { $0.0 == "SOURCE_DATE_EPOCH" }) { environment.append(("SOURCE_DATE_EPOCH", String(epoch))) }
+        environment.append(("HOSTNAME", "lstore-build"))
+        return environment.map { "\($0.0)=\($0.1)" }
+    }
+
+    /// A RUN's lines of its key: the command, the account, the directory, the environment.
+    static func runKeyLines(argv: [String], owner: Account, cwd: String, environment: [String]) -> [String] {
+        return ["argv " + json(argv), "user \(owner.uid):\(owner.gid):\(owner.groups.map(String.init).joined(separator: ","))", "cwd \(cwd)"]
+            + environment.map { "env " + $0 }
     }
 
     /// Takes the step from the cache, or makes it: `make` changes the tree in place; its commit
@@ -463,21 +497,8 @@ struct Stage {
         guard !argv.isEmpty, !argv[0].isEmpty else { throw fail(instruction, "RUN: no command") }
         let tree = try currentTree()
         let owner = try account(tree, instruction)
-        var environment: [(String, String)] = []
-        for (key, value) in arguments.sorted(by: { $0.key < $1.key }) where !env.contains(where: { $0.key == key }) {
-            environment.append((key, value))
-        }
-        environment += env.map { ($0.key, $0.value) }
-        if !environment.contains(where: { $0.0 == "PATH" }) {
-            environment.insert(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), at: 0)
-        }
-        if !environment.contains(where: { $0.0 == "HOME" }) { environment.append(("HOME", owner.home)) }
-        if !environment.contains(where: { $0.0 == "SOURCE_DATE_EPOCH" }) { environment.append(("SOURCE_DATE_EPOCH", String(epoch))) }
-        environment.append(("HOSTNAME", "lstore-build"))
-        let envList = environment.map { "\($0.0)=\($0.1)" }
-        let lines = ["argv " + (try! String(decoding: JSONSerialization.data(withJSONObject: argv), as: UTF8.self)),
-                     "user \(owner.uid):\(owner.gid):\(owner.groups.map(String.init).joined(separator: ","))", "cwd \(workdir)"]
-            + envList.map { "env " + $0 }
+        let envList = Self.runEnvironment(arguments: arguments, env: env, owner: owner, epoch: epoch)
+        let lines = Self.runKeyLines(argv: argv, owner: owner, cwd: workdir, environment: envList)
         try step(instruction, key: key(instruction, lines)) { stage, tree, ingest in
             try stage.execute(instruction, argv: argv, environment: envList, owner: owner, tree: tree, ingest: ingest)
         }
@@ -607,8 +628,8 @@ struct Stage {
         }
         let digest = try context.digest(selections)
         let archives = instruction.keyword == "ADD" ? selections.map { isArchive($0.node) } : selections.map { _ in false }
-        let lines = ["sources \(sources)", "destination \(target)\(intoDirectory ? "/" : "")", "chown \(owner.map { "\($0.uid):\($0.gid)" } ?? "-")",
-                     "chmod \(mode.map { String($0, radix: 8) } ?? "-")", "inputs \(digest)", "archives \(archives)"]
+        let lines = ["sources \(Self.json(sources))", "destination \(target)\(intoDirectory ? "/" : "")", "chown \(owner.map { "\($0.uid):\($0.gid)" } ?? "-")",
+                     "chmod \(mode.map { String($0, radix: 8) } ?? "-")", "inputs \(digest)", "archives \(Self.json(archives))"]
         try step(instruction, key: key(instruction, lines), inputs: [CommitHeader(key: "build-input", value: digest)]) { stage, tree, ingest in
             try stage.copy(selections, archives: archives, to: target, intoDirectory: intoDirectory, owner: owner, mode: mode,
                            tree: tree, ingest: ingest, instruction: instruction)

@@ -36,6 +36,8 @@
 #             runs a command typed on the serial console; leaving it prints the line again and
 #             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
+#   built     lstore.image= the layer `lstore build` made from a recipe on the boot layer (a RUN
+#             installs Debian's hello package from the mirror): it boots, and hello runs
 # Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-p PLAN] [-t SECONDS]
 #   PLAN: which cases for which kind, e.g. "initcpio:basic,copytoram;itools:basic" (instead of -k, -c)
 # $LSTORE names the lstore binary (default: the release build).
@@ -47,7 +49,7 @@ CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
 KINDS=initcpio,itools,dracut,dracutsh,sdunit
-CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,grub,full,error,badimage
+CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,grub,full,error,badimage,built
 PLAN=
 TIMEOUT=420
 while getopts k:c:p:t: opt; do
@@ -94,6 +96,8 @@ say marker=$(cat /etc/lstore-boot-marker 2>/dev/null || echo none)
 say child=$(cat /etc/lstore-child-marker 2>/dev/null || echo none)
 if [ -e /etc/lstore-deleted-by-child ]; then say whiteout-target=present; else say whiteout-target=absent; fi
 if [ -x /usr/bin/python3 ]; then say python3=present; else say python3=absent; fi
+# The layer `lstore build` made from a recipe: its marker, and the package its RUN installed.
+if [ -e /etc/lstore-built-marker ]; then say "built=$(cat /etc/lstore-built-marker) $(/usr/bin/hello 2>&1 | head -n 1)"; fi
 say "root=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS /)"
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS | grep -E '^/run/lstore|^/var/lib/lstore-test' | while read -r l; do say "mount=$l"; done
 losetup -n -l -O NAME,BACK-FILE 2>/dev/null | while read -r l; do say "loop=$l"; done
@@ -181,9 +185,19 @@ build_images() {
 	"$LSTORE" --store "$WORK/lstore" commit "$WORK/child" --ref gaming --parent boot -m "boot test: child" >/dev/null
 	"$LSTORE" --store "$WORK/lstore" checkout boot --squashfs "$WORK/base.sfs" 2>/dev/null
 	"$LSTORE" --store "$WORK/lstore" checkout gaming --squashfs "$WORK/child.sfs" --delta-from boot 2>/dev/null
+	# A layer built from a recipe on the boot layer: a package from Debian's mirror, a marker.
+	mkdir -p "$WORK/recipes/built"
+	printf '%s\n' 'FROM boot' \
+		'RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hello >/dev/null' \
+		"RUN echo lstore-built-$TOKEN > /etc/lstore-built-marker" >"$WORK/recipes/built/Lstorefile"
+	if ! "$LSTORE" --store "$WORK/lstore" build "$WORK/recipes/built" --squashfs "$WORK/built.sfs" >/dev/null 2>"$WORK/build.log"; then
+		cat "$WORK/build.log" >&2
+		log "lstore build of the recipe failed"
+		exit 1
+	fi
 	# A disk holding the images as files, found by its label.
 	mkdir -p "$WORK/store/images"
-	cp "$WORK/base.sfs" "$WORK/child.sfs" "$WORK/store/images/"
+	cp "$WORK/base.sfs" "$WORK/child.sfs" "$WORK/built.sfs" "$WORK/store/images/"
 	local mb=$(($(du -sm "$WORK/store" | cut -f1) + 64))
 	mkfs.ext4 -q -F -L LSTOREIMG -d "$WORK/store" "$WORK/store.ext4" "${mb}M"
 	# A scratch disk, /dev/vda, also used for persistence.
@@ -411,6 +425,15 @@ case_stacked() {
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/base.sfs' \
 		'loop=/dev/loop[0-9]+ /run/lstore/device/images/child.sfs'
 	report "$kind" stacked "boot ${BOOT_SECS}s$(timing "$kind-stacked")"
+}
+
+# The layer `lstore build` made from a recipe boots, with the package its RUN installed.
+case_built() {
+	local kind=$1 name=$1-built
+	boot "$kind" "$name" "$(fresh_disk "$name")" "boot=lstore lstore.device=LABEL=LSTOREIMG lstore.image=/images/built.sfs"
+	check_root "$name" /run/lstore/layers/0
+	check "$name" "built=lstore-built-$TOKEN Hello, world!" 'loop=/dev/loop[0-9]+ /run/lstore/device/images/built.sfs'
+	report "$kind" built "boot ${BOOT_SECS}s$(timing "$name")"
 }
 
 # The writable layer filled to 95%: the watcher lstore's hook installed warns on the console.
