@@ -2,7 +2,7 @@
 SWIFT ?= swift
 # What building and testing need from Debian/Ubuntu.
 APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzma-dev libarchive-dev libssl-dev openssl \
-	attr acl python3 tar zstd xz-utils util-linux squashfs-tools squashfs-tools-ng openssh-server openssh-client strace \
+	attr acl python3 tar zstd xz-utils util-linux procps squashfs-tools squashfs-tools-ng openssh-server openssh-client strace \
 	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci docker-registry apache2-utils docker.io busybox-static
 CHAIN ?= /var/tmp/lstore-chain
 

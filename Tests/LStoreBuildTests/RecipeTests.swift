@@ -1,5 +1,6 @@
 import Foundation
 @testable import LStoreBuild
+import LStoreTestSupport
 import Testing
 
 /// The recipe parser and the word rules, without a store.
@@ -83,5 +84,15 @@ struct RecipeTests {
         #expect(rules.excludes(["deep", "er", "secret.key"]))
         #expect(rules.excludes(["docs", "index.md"]))
         #expect(!rules.excludes(["files", "a.conf"]))
+    }
+
+    /// The recipes the README's CI example builds: read, parents first.
+    @Test func exampleRecipesInheritanceOrder() throws {
+        let set = try RecipeSet(top: repositoryRoot + "/examples/recipes", buildArguments: [:])
+        #expect(set.entries.map(\.job.name) == ["base", "development", "gaming"])
+        #expect(set.entries.map { $0.parent ?? "-" } == ["-", "base", "base"])
+        #expect(set.entries[0].from == "docker://docker.io/library/debian:bookworm")
+        let workflow = try String(contentsOfFile: repositoryRoot + "/examples/github-actions/build-layers.yml", encoding: .utf8)
+        #expect(workflow.contains("lstore build examples/recipes --all --push"))
     }
 }

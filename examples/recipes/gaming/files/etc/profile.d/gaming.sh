@@ -1,0 +1,1 @@
+export GAMING_LAYER=1
