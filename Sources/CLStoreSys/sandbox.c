@@ -1,8 +1,10 @@
 // The sandbox a recipe's RUN executes in (spec/build.md §4). The calling process becomes its keeper:
 // it enters new mount, PID, UTS and IPC namespaces (and a network namespace on request), mounts the
-// parent's image and the overlay there, and forks the namespace's init, which mounts /proc, /sys,
-// /dev, /dev/pts, /tmp and /etc/resolv.conf inside the new root and forks the command, chrooted.
-// Every mount lives in the new mount namespace only: when the keeper and the namespace's processes
+// parent's image and the overlay there, and forks the namespace's init, which takes a mount
+// namespace of its own, mounts /proc, /sys, /dev, /dev/pts, /tmp and /etc/resolv.conf inside the
+// new root, makes it the root (pivot_root, the host's detached) and forks the command, with
+// Docker's default capabilities less MKNOD and NET_RAW.
+// Every mount lives in those mount namespaces only: when the keeper and the namespace's processes
 // are gone, however they went (kill -9 included), so are the mounts, and the loop device
 // (LO_FLAGS_AUTOCLEAR). The keeper's standard input is a lifeline: when it reads end of file (the
 // build died or gave up), it kills the namespace.
@@ -22,7 +24,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -113,6 +117,33 @@ static int attach_loop(const char *image, char *device, int device_size, char *e
     return -1;
 }
 
+/// The capabilities a RUN keeps (Docker's default set less MKNOD and NET_RAW): it may own, change
+/// and run the tree's files as any user, and nothing of the host's mounts, devices, network
+/// configuration, clock, kernel or other processes.
+static const int kept_capabilities[] = {
+    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SETPCAP,
+    CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_AUDIT_WRITE, CAP_SETFCAP,
+};
+
+static int limit_capabilities(void) {
+    unsigned long long keep = 0;
+    for (unsigned i = 0; i < sizeof kept_capabilities / sizeof kept_capabilities[0]; i++) keep |= 1ULL << kept_capabilities[i];
+    for (int cap = 0; cap <= 63; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    }
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int word = 0; word < 2; word++) {
+        unsigned bits = (unsigned)(keep >> (32 * word));
+        data[word].effective = bits;
+        data[word].permitted = bits;
+        data[word].inheritable = 0;
+    }
+    return (int)syscall(SYS_capset, &header, data);
+}
+
 /// `root` + `path`, into `out`.
 static const char *under(char *out, int size, const char *root, const char *path) {
     snprintf(out, size, "%s%s", root, path);
@@ -127,8 +158,21 @@ static void init_main(const struct lstore_sandbox *s, int report) {
 #define INIT_FAIL(...) do { char message[1024]; fail(message, sizeof message, __VA_ARGS__); \
         if (write(report, message, strlen(message)) < 0) {} _exit(125); } while (0)
 
+    // A mount namespace of init's own: the pivot_root below moves the root of every process of
+    // its namespace, and the keeper must keep the host's.
+    if (unshare(CLONE_NEWNS) != 0) INIT_FAIL("unshare (init's mount namespace)");
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) INIT_FAIL("make / private");
     if (mount("proc", under(path, sizeof path, root, "/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
         INIT_FAIL("mount proc on %s", path);
+    // The kernel's settings are the host's: read-only, as Docker has them.
+    static const char *const read_only[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"};
+    for (unsigned i = 0; i < sizeof read_only / sizeof read_only[0]; i++) {
+        under(path, sizeof path, root, read_only[i]);
+        if (access(path, F_OK) != 0) continue;
+        if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0) INIT_FAIL("bind %s", path);
+        if (mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            INIT_FAIL("make %s read-only", path);
+    }
     under(path, sizeof path, root, "/sys");
     if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
         if (mount("/sys", path, NULL, MS_BIND | MS_REC, NULL) != 0) INIT_FAIL("mount sysfs on %s", path);
@@ -179,6 +223,13 @@ static void init_main(const struct lstore_sandbox *s, int report) {
         close(sock);
     }
 
+    // The new root becomes the root (pivot_root, the old one detached): unlike a chroot, nothing
+    // of the host's tree stays reachable, whatever the command does.
+    if (chdir(root) != 0) INIT_FAIL("chdir %s", root);
+    if (syscall(SYS_pivot_root, ".", ".") != 0) INIT_FAIL("pivot_root %s", root);
+    if (umount2(".", MNT_DETACH) != 0) INIT_FAIL("detach the old root");
+    if (chdir("/") != 0) INIT_FAIL("chdir /");
+
     pid_t command = fork();
     if (command < 0) INIT_FAIL("fork");
     if (command == 0) {
@@ -187,8 +238,6 @@ static void init_main(const struct lstore_sandbox *s, int report) {
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
         for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
-        if (chroot(root) != 0) INIT_FAIL("chroot %s", root);
-        if (chdir("/") != 0) INIT_FAIL("chdir /");
         if (s->cwd && chdir(s->cwd) != 0) {
             dprintf(2, "lstore: RUN: cannot change to the working directory %s: %s\n", s->cwd, strerror(errno));
             _exit(126);
@@ -203,6 +252,8 @@ static void init_main(const struct lstore_sandbox *s, int report) {
         for (int i = 0; i < count; i++) groups[i] = s->groups[i];
         if (setgroups(count, groups) != 0) INIT_FAIL("setgroups");
         if (setgid(s->gid) != 0) INIT_FAIL("setgid %u", s->gid);
+        // Root keeps its kept capabilities; another user none (setuid clears them).
+        if (limit_capabilities() != 0) INIT_FAIL("limit capabilities");
         if (setuid(s->uid) != 0) INIT_FAIL("setuid %u", s->uid);
         const char *name = s->argv[0];
         if (strchr(name, '/')) {
@@ -269,7 +320,7 @@ int lstore_sandbox_run(const struct lstore_sandbox *s, char *error, int error_si
     char options[8192];
     snprintf(options, sizeof options, "lowerdir=%s%s%s,upperdir=%s,workdir=%s,redirect_dir=off,index=off,metacopy=off",
              s->mount_points ? s->mount_points : "", s->mount_points ? ":" : "", s->lower, s->upper, s->work);
-    if (mount("overlay", s->root, "overlay", 0, options) != 0) return fail(error, error_size, "mount overlay on %s", s->root);
+    if (mount("overlay", s->root, "overlay", MS_NODEV, options) != 0) return fail(error, error_size, "mount overlay on %s", s->root);
 
     int report[2];
     if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) return fail(error, error_size, "pipe");

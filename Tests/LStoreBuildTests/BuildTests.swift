@@ -84,7 +84,11 @@ struct BuildTests {
                 ENV GREETING="hello from a recipe"
                 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hello >/dev/null
                 RUN rm /etc/motd && echo "$GREETING" > /greeting && echo $$ > /run-pid \\
-                    && mkdir -p \(scratch.path) && echo changed > \(canary) && mount -t tmpfs none /mnt && ls /sys/class/net > /networks
+                    && mkdir -p \(scratch.path) && echo changed > \(canary) && ls /sys/class/net > /networks \\
+                    && { mount -t tmpfs none /mnt 2>/dev/null && echo mount-allowed || echo mount-refused; } > /isolation \\
+                    && { mknod /root/disk b 8 0 2>/dev/null && echo mknod-allowed || echo mknod-refused; } >> /isolation \\
+                    && { (echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo sysctl-allowed || echo sysctl-refused; } >> /isolation \\
+                    && tr '\\0' ' ' < /proc/1/cmdline >> /isolation
                 COPY --chown=1000:100 --chmod=640 files/ /etc/web/
                 COPY top.txt /srv/
                 WORKDIR /srv/www
@@ -117,7 +121,10 @@ struct BuildTests {
         let pid = Int(try read("web", "/run-pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(pid > 0 && pid < 10, "a PID namespace of its own: \(pid)")
         #expect(try read("web", "/networks").contains("lo"))
-        #expect(entries["/mnt"]?.contains("mode=0755") == true)
+        // The host's mounts, devices and kernel settings are out of reach; PID 1 is the sandbox's.
+        let isolation = try read("web", "/isolation").split(separator: "\n").map(String.init)
+        #expect(isolation.prefix(3) == ["mount-refused", "mknod-refused", "sysctl-refused"], "\(isolation)")
+        #expect(isolation.last?.contains("build-sandbox") == true, "\(isolation)")
 
         // Each step is a commit with its instruction; the build commit on top records the recipe.
         let log = try lstoreOK(["log", "web"], store: store)
