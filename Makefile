@@ -64,13 +64,14 @@ demo-boot: deps
 # The benchmarks on the Debian chain: the store against mksquashfs, ostree, casync, restic and
 # borg; the squashfs writer against mksquashfs; pull over loopback against ostree pull; registry
 # (and docker save archive) → squashfs image against skopeo + umoci + mksquashfs; updates by blocks
-# through a registry against whole layers.
+# through a registry against whole layers; `lstore build` against buildah bud and docker build.
 bench: release
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/store-bench.sh $(CHAIN)
 	Benchmarks/squashfs-bench.sh $(CHAIN)
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/sync-bench.sh $(CHAIN)
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/registry-bench.sh $(CHAIN)
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/blocks-bench.sh $(CHAIN)
+	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Benchmarks/build-bench.sh $(CHAIN)
 
 # The boot hooks: lint, and the library's unit tests under dash, busybox sh and bash (seconds).
 boot-check:

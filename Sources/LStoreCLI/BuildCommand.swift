@@ -96,9 +96,8 @@ struct BuildCommand: ParsableCommand {
         let builder = Builder(store: store, options: options) { recipe, event in
             switch event {
             case .step(let number, let count, let instruction, let cached):
-                if !json || true {
-                    note("\(recipe): step \(number)/\(count): \(instruction.prefix(160))" + (cached.map { ": cached \($0.short)" } ?? ""))
-                }
+                // Progress goes to standard error, with --json too: standard output is the result.
+                note("\(recipe): step \(number)/\(count): \(instruction.prefix(160))" + (cached.map { ": cached \($0.short)" } ?? ""))
             case .output(let bytes):
                 FileHandle.standardError.write(Data(bytes))
             case .note(let text):
