@@ -85,11 +85,13 @@ boot-test: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh
 
-# The CI subset of boot-test: each kind boots twice (the file written is gone), and copytoram,
-# persist_paths, a stacked chain with a --delta-from child, a `lstore boot stage` entry, a staged
-# stack, the same staged layer booted by GRUB through 42_lstore, the warning of a nearly full
-# writable layer, and sd-lstore's unit (mkinitcpio's systemd variant) once each.
-BOOT_CI_PLAN = initcpio:basic,copytoram,persist;itools:basic,staged,stagedstack,grub,built;dracut:basic,stacked,full;sdunit:basic
+# The CI subset of boot-test: each kind boots twice (the file written is gone), the real mkinitcpio
+# with both hook kinds (busybox, and systemd with sd-lstore), and copytoram, persist_paths, a
+# stacked chain with a --delta-from child, a `lstore boot stage` entry, a staged stack, the same
+# staged layer booted by GRUB through 42_lstore, the warning of a nearly full writable layer,
+# sd-lstore's unit in dracut, sd-lstore's locked emergency shell explained, and a layer built by
+# `lstore build` once each.
+BOOT_CI_PLAN = mkinitcpio:basic,built;mkinitcpiosd:basic,sdlocked;initcpio:copytoram,persist;itools:basic,staged,stagedstack,grub,built;dracut:basic,stacked,full;sdunit:basic
 boot-test-ci: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240

@@ -2,6 +2,10 @@
 # Boots a Debian systemd root filesystem from a squashfs image made by `lstore checkout --squashfs`
 # through lstore's boot hooks, in qemu (TCG), with three kinds of initramfs, and proves from the
 # serial console what happened:
+#   mkinitcpio   Arch's real mkinitcpio (v41), HOOKS=(base udev modconf block lstore): its busybox
+#             /init runs hooks/initcpio/hooks/lstore
+#   mkinitcpiosd the same with HOOKS=(base systemd modconf block sd-lstore): systemd in the
+#             initramfs runs lstore-sysroot.service
 #   initcpio  a busybox initramfs reproducing mkinitcpio's /init contract, built by running
 #             hooks/initcpio/install/lstore (Tests/boot/initcpio/)
 #   itools    Debian's mkinitramfs with hooks/initramfs-tools (in a chroot of the boot rootfs)
@@ -36,6 +40,8 @@
 #             runs a command typed on the serial console; leaving it prints the line again and
 #             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
+#   sdlocked  (mkinitcpiosd) lstore.image=/dev/vdz: the error line says how to unlock systemd's
+#             emergency shell (SYSTEMD_SULOGIN_FORCE=1)
 #   built     lstore.image= the layer `lstore build` made from a recipe on the boot layer (a RUN
 #             installs Debian's hello package from the mirror): it boots, and hello runs
 # Usage: boot-test.sh [-k KIND[,KIND...]] [-c CASE[,CASE...]] [-p PLAN] [-t SECONDS]
@@ -210,6 +216,28 @@ build_images() {
 
 build_initcpio() {
 	"$HERE/initcpio/build.sh" "$KVER" "$CACHE/kroot" "$WORK/initrd-initcpio.img"
+}
+
+# Arch's own mkinitcpio (v41), installed from its source into the cache by real-mkinitcpio.sh
+# (LSTORE_REAL_MKINITCPIO, its source tarball LSTORE_MKINITCPIO_SRC), with Debian's busybox
+# package binary from the itools chroot (mkinitcpio's base hook needs one that runs commands from
+# PATH, which busybox-static does not).
+REAL_MKINITCPIO=${LSTORE_REAL_MKINITCPIO:-$REPO/../shared/fixtures/real-mkinitcpio.sh}
+MKINITCPIO_SRC=${LSTORE_MKINITCPIO_SRC:-$REPO/../shared/vendor/mkinitcpio-41.tar.zst}
+real_mkinitcpio() { # OUTPUT HOOK...
+	[[ -x $REAL_MKINITCPIO && -f $MKINITCPIO_SRC ]] ||
+		{ echo "no real mkinitcpio: set LSTORE_REAL_MKINITCPIO and LSTORE_MKINITCPIO_SRC" >&2; return 1; }
+	"$HERE/prepare.sh" chroot-itools
+	local out=$1
+	shift
+	BUSYBOX=$CACHE/chroot-itools/usr/bin/busybox PREFIX=$CACHE/mkinitcpio \
+		"$REAL_MKINITCPIO" "$MKINITCPIO_SRC" "$KVER" "$CACHE/kroot" "$REPO/hooks" "$out" "$@"
+}
+build_mkinitcpio() {
+	real_mkinitcpio "$WORK/initrd-mkinitcpio.img" base udev modconf block lstore
+}
+build_mkinitcpiosd() {
+	real_mkinitcpio "$WORK/initrd-mkinitcpiosd.img" base systemd modconf block sd-lstore
 }
 
 # in_chroot NAME CMD...: runs CMD in the chroot with /proc, /sys and /dev, in a private mount
@@ -399,7 +427,8 @@ case_basic() {
 		check_root "$kind-basic-$n" /run/lstore/layers/0
 		check "$kind-basic-$n" 'mount=/run/lstore/layers/0 /dev/vdb squashfs ro'
 		# sdunit: the root was mounted by sd-lstore's unit (there is no other lstore hook).
-		if [[ $kind == sdunit ]] && ! grep -qE 'lstore-sysroot\[[0-9]+\]: lstore: root is overlay ' "$WORK/logs/$kind-basic-$n.log"; then
+		if [[ $kind == sdunit || $kind == mkinitcpiosd ]] &&
+			! grep -qE 'lstore-sysroot\[[0-9]+\]: lstore: root is overlay ' "$WORK/logs/$kind-basic-$n.log"; then
 			CHECK_FAILED+=("$kind-basic-$n: lstore-sysroot.service did not run")
 		fi
 	done
@@ -434,6 +463,17 @@ case_built() {
 	check_root "$name" /run/lstore/layers/0
 	check "$name" "built=lstore-built-$TOKEN Hello, world!" 'loop=/dev/loop[0-9]+ /run/lstore/device/images/built.sfs'
 	report "$kind" built "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# Under mkinitcpio's systemd hook the emergency shell asks for root's password, which the image
+# does not hold: the error line says how to get a shell (SYSTEMD_SULOGIN_FORCE=1).
+case_sdlocked() {
+	local kind=$1 name=$1-sdlocked
+	boot "$kind" "$name" "$(fresh_disk "$name")" "lstore.image=/dev/vdz lstore.timeout=2"
+	[[ $BOOT_STATUS == error ]] || CHECK_FAILED+=("$name: no lstore error line (status $BOOT_STATUS)")
+	tr -d '\r' <"$WORK/logs/$name.log" | grep -qE "lstore: ERROR: image device '/dev/vdz' did not appear within 2s .*SYSTEMD_SULOGIN_FORCE=1" ||
+		CHECK_FAILED+=("$name: the error line does not say how to get the emergency shell")
+	report "$kind" sdlocked "error after ${BOOT_SECS}s"
 }
 
 # The writable layer filled to 95%: the watcher lstore's hook installed warns on the console.

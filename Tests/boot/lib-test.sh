@@ -72,6 +72,32 @@ for sh in "${shells[@]}"; do
 		$'rc=3\n--console--\nlstore: ERROR: not a device\nEMERGENCY lstore: ERROR: not a device'
 	expect "glue that prints the error itself" "$sh" "" \
 		'LSTORE_EMERGENCY_PRINTS=1; lstore_fail "x y"' $'rc=3\n--console--\nEMERGENCY lstore: ERROR: x y'
+	# Debian's layout: /sbin/init an absolute symlink, /sbin and /lib symlinks to /usr (merged /usr).
+	root=$TMP/root-layout
+	if [ ! -d "$root" ]; then
+		mkdir -p "$root/usr/sbin" "$root/usr/lib/systemd" "$root/etc"
+		ln -s usr/sbin "$root/sbin" && ln -s usr/lib "$root/lib"
+		ln -s /lib/systemd/systemd "$root/usr/sbin/init"
+		printf '#!/bin/sh\n' >"$root/usr/lib/systemd/systemd" && chmod 755 "$root/usr/lib/systemd/systemd"
+		ln -s ../../../../../../etc/../loop-b "$root/loop-a" && ln -s /loop-a "$root/loop-b"
+		ln -s ../../../usr/lib "$root/etc/up"
+	fi
+	expect "init resolved inside the new root" "$sh" "" \
+		"lstore_resolve_in_root '$root' /sbin/init; lstore_resolve_in_root '$root' /etc/up/systemd/systemd; lstore_resolve_in_root '$root' /usr/bin/missing; lstore_resolve_in_root '$root' /loop-a; echo \"r=\$?\"" \
+		$'/usr/lib/systemd/systemd\n/usr/lib/systemd/systemd\n/usr/bin/missing\nr=1\nrc=0\n--console--'
+	# modprobe failing for another reason than a missing module: its own words in the error.
+	printf 'nodev\tproc\n' >"$TMP/filesystems"
+	out=$(run "$sh" "lstore.image=/dev/vdb" "LSTORE_FILESYSTEMS='$TMP/filesystems'
+		modprobe() { echo \"modprobe: can't open 'modules.dep': No such file or directory\" >&2; return 1; }
+		lstore_parse_cmdline; lstore_mount_root '$TMP/newroot'; echo went on")
+	if [[ $out == *"lstore: ERROR: cannot load the squashfs module: modprobe: can't open 'modules.dep': No such file or directory"* && $out != *"went on"* ]]; then
+		ok "modprobe's own failure shown [$sh]"
+	else
+		bad "modprobe's own failure shown [$sh]"
+		printf '%s\n' "$out" | sed 's/^/    /'
+	fi
+	expect "sd-lstore's hint about the locked emergency shell" "$sh" "" \
+		'LSTORE_ERROR_HINT=" (hint)"; lstore_fail "x"' $'rc=3\n--console--\nlstore: ERROR: x (hint)\nEMERGENCY lstore: ERROR: x'
 	expect "a device that never appears" "$sh" "lstore.image=/dev/vdb lstore.timeout=0" \
 		'lstore_parse_cmdline; lstore_resolve /dev/null; echo "r=$?"; lstore_resolve LABEL=no-such-label-here; echo "r=$?"; lstore_resolve vdb; echo "r=$?"' \
 		$'r=1\nr=1\nr=1\nrc=0\n--console--'

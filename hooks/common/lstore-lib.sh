@@ -30,8 +30,8 @@ lstore_fail() {
 		# The one line, on the console (or on stderr when there is no console to write to),
 		# unless the glue's lstore_emergency prints its argument itself.
 		[ "${LSTORE_EMERGENCY_PRINTS:-0}" = 1 ] ||
-			{ printf 'lstore: ERROR: %s\n' "$*" >>"$_lstore_con"; } 2>/dev/null ||
-			printf 'lstore: ERROR: %s\n' "$*" >&2
+			{ printf 'lstore: ERROR: %s\n' "$*${LSTORE_ERROR_HINT:-}" >>"$_lstore_con"; } 2>/dev/null ||
+			printf 'lstore: ERROR: %s\n' "$*${LSTORE_ERROR_HINT:-}" >&2
 		if ! command -v lstore_emergency >/dev/null 2>&1; then
 			lstore_emergency() {
 				/bin/sh -i
@@ -264,6 +264,46 @@ done
 EOF
 }
 
+# lstore_resolve_in_root ROOT PATH: PATH with every symlink on it followed inside ROOT, as the
+# system in ROOT will see it once it is /: absolute targets from ROOT, `..` stopping at its top,
+# at most 40 links. Prints the resolved path (from ROOT's top); returns 1 on a loop.
+lstore_resolve_in_root() {
+	_lstore_rr=$1 _lstore_rest=$2 _lstore_done='' _lstore_hops=0
+	while [ -n "$_lstore_rest" ]; do
+		case $_lstore_rest in
+		/*)
+			_lstore_rest=${_lstore_rest#/}
+			continue
+			;;
+		*/*)
+			_lstore_c=${_lstore_rest%%/*}
+			_lstore_rest=${_lstore_rest#*/}
+			;;
+		*)
+			_lstore_c=$_lstore_rest
+			_lstore_rest=
+			;;
+		esac
+		case $_lstore_c in
+		'' | .) continue ;;
+		..)
+			_lstore_done=${_lstore_done%/*}
+			continue
+			;;
+		esac
+		if [ -L "$_lstore_rr$_lstore_done/$_lstore_c" ]; then
+			_lstore_hops=$((_lstore_hops + 1))
+			[ "$_lstore_hops" -le 40 ] || return 1
+			_lstore_t=$(readlink "$_lstore_rr$_lstore_done/$_lstore_c") || return 1
+			case $_lstore_t in /*) _lstore_done= ;; esac
+			_lstore_rest=$_lstore_t${_lstore_rest:+/$_lstore_rest}
+		else
+			_lstore_done=$_lstore_done/$_lstore_c
+		fi
+	done
+	printf '%s\n' "${_lstore_done:-/}"
+}
+
 # lstore_mount_root NEWROOT: the whole job. On return, NEWROOT is the overlay.
 lstore_mount_root() {
 	_lstore_newroot=$1
@@ -271,11 +311,20 @@ lstore_mount_root() {
 	[ -n "$_lstore_newroot" ] || lstore_fail "no mount point given for the new root"
 	[ -n "${LSTORE_IMAGE:-}" ] || lstore_parse_cmdline || lstore_fail "lstore.image is not on the kernel command line"
 
+	# Each module's own failure is kept: a missing modules.dep is not a missing module.
+	_lstore_why_squashfs='' _lstore_why_overlay=''
 	for _lstore_m in loop squashfs overlay; do
-		modprobe -q "$_lstore_m" 2>/dev/null
+		_lstore_out=$(modprobe "$_lstore_m" 2>&1) && continue
+		_lstore_out=$(printf '%s\n' "${_lstore_out:-exit status $?}" | sed -n '1p')
+		case $_lstore_m in
+		squashfs) _lstore_why_squashfs=$_lstore_out ;;
+		overlay) _lstore_why_overlay=$_lstore_out ;;
+		esac
 	done
-	grep -qw squashfs /proc/filesystems || lstore_fail "the kernel has no squashfs support (module squashfs missing from the initramfs?)"
-	grep -qw overlay /proc/filesystems || lstore_fail "the kernel has no overlayfs support (module overlay missing from the initramfs?)"
+	grep -qw squashfs "${LSTORE_FILESYSTEMS:-/proc/filesystems}" ||
+		lstore_fail "${_lstore_why_squashfs:+cannot load the squashfs module: $_lstore_why_squashfs}${_lstore_why_squashfs:-the kernel has no squashfs support, and modprobe squashfs says nothing}"
+	grep -qw overlay "${LSTORE_FILESYSTEMS:-/proc/filesystems}" ||
+		lstore_fail "${_lstore_why_overlay:+cannot load the overlay module: $_lstore_why_overlay}${_lstore_why_overlay:-the kernel has no overlayfs support, and modprobe overlay says nothing}"
 
 	mkdir -p "$LSTORE_RUN" || lstore_fail "cannot create $LSTORE_RUN"
 

@@ -56,8 +56,9 @@ add_binary() { # NAME-OR-PATH [DEST [MODE]]
 		add_file "$lib"
 	done < <(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true)
 }
-add_module() { # NAME: the module and its dependencies (nothing for built-ins)
-	local line f
+add_module() { # NAME[?]: the module and its dependencies (nothing for built-ins; NAME? where it exists)
+	local line f name=${1%\?}
+	[[ $1 != *\? ]] || modprobe -d "$MODROOT" -S "$KERNELVERSION" --show-depends "$name" >/dev/null 2>&1 || return 0
 	while read -r line; do
 		case $line in
 		insmod\ *)
@@ -67,7 +68,7 @@ add_module() { # NAME: the module and its dependencies (nothing for built-ins)
 			cp "$f" "$BUILDROOT/usr/lib/modules/$KERNELVERSION/${f#*/lib/modules/"$KERNELVERSION"/}"
 			;;
 		esac
-	done < <(modprobe -d "$MODROOT" -S "$KERNELVERSION" --show-depends "$1")
+	done < <(modprobe -d "$MODROOT" -S "$KERNELVERSION" --show-depends "$name")
 }
 add_runscript() {
 	add_file "$hookdir/hooks/$hookname" "/hooks/$hookname" 644
