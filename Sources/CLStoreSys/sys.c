@@ -54,3 +54,12 @@ int lstore_cancel_unwatch(void) { return __atomic_exchange_n(&cancel_fd, -1, __A
 int lstore_cancel_signal(void) { return cancel_signal; }
 
 int lstore_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+#include <sys/vfs.h>
+int lstore_statfs(const char *path, unsigned long long *free_bytes, long *type) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    *free_bytes = (unsigned long long)info.f_bavail * (unsigned long long)info.f_bsize;
+    *type = (long)info.f_type;
+    return 0;
+}

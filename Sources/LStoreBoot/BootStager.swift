@@ -1,3 +1,4 @@
+import CLStoreSys
 import Foundation
 import LStoreImage
 import LStoreSquashFS
@@ -19,6 +20,8 @@ public enum BootError: Error, CustomStringConvertible, Equatable, Sendable {
     case stagedOver(names: [String], name: String, commit: String)
     case cannotRemove(name: String, stagedOver: [String])
     case notAFile(path: String)
+    case noSpace(directory: String, name: String, needed: UInt64, free: UInt64, image: UInt64)
+    case fatFileTooLarge(directory: String, name: String, image: UInt64)
 
     public var description: String {
         switch self {
@@ -43,8 +46,73 @@ public enum BootError: Error, CustomStringConvertible, Equatable, Sendable {
             "cannot remove \(name): \(namesAre(over)) staged over it (lstore boot rm \(over.joined(separator: " ")) first)"
         case .notAFile(let path):
             "\(path) in the layer is not a file"
+        case .noSpace(let directory, let name, let needed, let free, let image):
+            "\(directory) has \(binaryBytes(free)) free; staging \(name) needs about \(binaryBytes(needed)) (its image about "
+                + "\(binaryBytes(image))): free some (lstore boot rm NAME) or give --boot-dir on another file system"
+        case .fatFileTooLarge(let directory, let name, let image):
+            "\(name)'s image would be about \(binaryBytes(image)), and \(directory) is FAT, which holds no file of 4 GiB or more: "
+                + "give --boot-dir on another file system (ext4, xfs, btrfs) for the images"
         }
     }
+}
+
+/// Bytes as MiB or GiB with one decimal.
+func binaryBytes(_ bytes: UInt64) -> String {
+    bytes >= 1 << 30 ? String(format: "%.1f GiB", Double(bytes) / Double(1 << 30)) : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+}
+
+/// Whether staging fits (spec/boot.md §11): the image (about `image` bytes) on the file system of
+/// `imageDirectory`, the kernel and initramfs (`boot` bytes) there too, or on the ESP's when it is
+/// apart; a FAT file system holds no file of 4 GiB or more. Free space and the file system's type
+/// come from `statfs`; `statfs` is the seam the tests use.
+public struct StagingSpace {
+    public var image: UInt64
+    public var boot: UInt64
+
+    public init(image: UInt64, boot: UInt64) {
+        self.image = image
+        self.boot = boot
+    }
+
+    /// The MSDOS_SUPER_MAGIC of statfs(2): FAT12, FAT16 and FAT32.
+    public static let fatMagic: Int = 0x4d44
+
+    /// The refusal for a file system with `free` bytes and type `type`, or nil.
+    public func refusal(name: String, directory: String, free: UInt64, type: Int, kernelsApart: Bool) -> BootError? {
+        if type == Self.fatMagic && image >= 1 << 32 { return .fatFileTooLarge(directory: directory, name: name, image: image) }
+        let needed = image + (kernelsApart ? 0 : boot)
+        return needed > free ? .noSpace(directory: directory, name: name, needed: needed, free: free, image: image) : nil
+    }
+
+    /// What the store's blocks of `root`'s files take: the image holds them as stored (spec/squashfs.md
+    /// §4), plus its tables (about 64 bytes an entry), plus 2% for what is compressed again.
+    public static func estimate(_ root: Node, store: Store) throws -> UInt64 {
+        var bytes: UInt64 = 0, entries: UInt64 = 0
+        var seen: Set<Digest> = []
+        var failure: Error?
+        root.walk { _, node in
+            entries += 1
+            guard failure == nil, case .regular(let file) = node.content, let id = file.content, seen.insert(id).inserted else { return }
+            do {
+                let object = try store.file(id)
+                for block in object.blocks where block != .zero {
+                    bytes += store.storedSize(of: block, kind: .block) ?? UInt64(object.blockSize)
+                }
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        return bytes + bytes / 50 + entries * 64 + 4096
+    }
+}
+
+/// Free bytes and type of the file system holding `path`.
+func fileSystemSpace(_ path: String) throws -> (free: UInt64, type: Int) {
+    var free: UInt64 = 0
+    var type = 0
+    guard lstore_statfs(path, &free, &type) == 0 else { throw FileError(path: path, operation: "statfs", errno: errno) }
+    return (free, type)
 }
 
 /// "a is" or "a, b are": staged layers' names with the verb that agrees.
@@ -147,6 +215,20 @@ public struct BootStager {
         if let previous = layout.staged(name), previous.commit != id.hex {
             let over = try layout.stackedOver(name)
             if !over.isEmpty { throw BootError.stagedOver(names: over, name: name, commit: previous.commit) }
+        }
+        // Room for it all, known before anything is written.
+        let bootBytes = try [kernelSource, initrdSource].reduce(UInt64(0)) { $0 + (try $1.size()) }
+        let space = StagingSpace(image: try StagingSpace.estimate(bootRoot, store: store), boot: bootBytes)
+        let imagesAt = existingAncestor(layout.layersDirectory)
+        let (free, type) = try fileSystemSpace(imagesAt)
+        if let refusal = space.refusal(name: name, directory: layout.layersDirectory, free: free, type: type, kernelsApart: layout.kernelsApart) {
+            throw refusal
+        }
+        if layout.kernelsApart {
+            let (espFree, _) = try fileSystemSpace(existingAncestor(layout.esp))
+            if bootBytes > espFree {
+                throw BootError.noSpace(directory: layout.esp, name: name, needed: bootBytes, free: espFree, image: 0)
+            }
         }
         try makeDirectories(layout.layersDirectory)
         try makeDirectories(layout.esp + "/lstore")
@@ -257,6 +339,15 @@ extension BootLayout {
 }
 
 /// `base` + `/` + `name`, with one slash between them.
+/// `path`, or its nearest ancestor that exists.
+private func existingAncestor(_ path: String) -> String {
+    var current = path
+    while access(current, F_OK) != 0, current != "/", !current.isEmpty {
+        current = (current as NSString).deletingLastPathComponent
+    }
+    return current.isEmpty ? "." : current
+}
+
 private func joinPath(_ base: String, _ name: String) -> String {
     base.hasSuffix("/") ? base + name : base + "/" + name
 }
@@ -298,6 +389,19 @@ public struct BootEntry: Equatable, Sendable {
 enum BootFile {
     case layer(Node, String)
     case host(String)
+
+    /// Its size in bytes.
+    func size() throws -> UInt64 {
+        switch self {
+        case .host(let source):
+            var info = stat()
+            guard stat(source, &info) == 0 else { throw FileError(path: source, operation: "stat", errno: errno) }
+            return UInt64(info.st_size)
+        case .layer(let node, _):
+            guard case .regular(let file) = node.content else { return 0 }
+            return file.size
+        }
+    }
 
     func write(to path: String, contents: StoreFileReader) throws {
         switch self {

@@ -166,6 +166,11 @@ public final class Store: @unchecked Sendable {
     /// Where object `id` is, for a reader: when the packs mapped do not have it, maps the indexes
     /// published since (once) and looks again, so an object another process stored before this
     /// one read a ref naming it is found.
+    /// How many bytes object `id` takes in its pack (compressed), nil when the store lacks it.
+    public func storedSize(of id: Digest, kind: ObjectKind) -> UInt64? {
+        find(id, kind: kind).map { UInt64($0.location.storedLength) }
+    }
+
     func find(_ id: Digest, kind: ObjectKind) -> (pack: String, location: PackLocation)? {
         if let found = locate(id, kind: kind) { return found }
         guard (try? reloadIndexes()) == true else { return nil }

@@ -54,6 +54,26 @@ enum Trees {
 
         """
 
+    /// Staging refused before writing: a file system without room (with the numbers), and FAT
+    /// for an image of 4 GiB or more, whatever the free space.
+    @Test func stagingSpaceIsCheckedFirst() {
+        let gib: UInt64 = 1 << 30
+        let big = StagingSpace(image: 5 * gib + gib / 10, boot: 80 << 20)
+        #expect(big.refusal(name: "gaming", directory: "/boot/lstore", free: 100 * gib, type: StagingSpace.fatMagic, kernelsApart: false)?
+            .description == "gaming's image would be about 5.1 GiB, and /boot/lstore is FAT, which holds no file of 4 GiB or more: "
+            + "give --boot-dir on another file system (ext4, xfs, btrfs) for the images")
+        #expect(big.refusal(name: "gaming", directory: "/boot/lstore", free: 100 * gib, type: 0xef53, kernelsApart: false) == nil)
+        let small = StagingSpace(image: gib + gib / 5, boot: 80 << 20)
+        #expect(small.refusal(name: "gaming", directory: "/boot/lstore", free: 812 << 20, type: 0xef53, kernelsApart: false)?
+            .description == "/boot/lstore has 812.0 MiB free; staging gaming needs about 1.3 GiB (its image about 1.2 GiB): "
+            + "free some (lstore boot rm NAME) or give --boot-dir on another file system")
+        #expect(small.refusal(name: "gaming", directory: "/boot/lstore", free: small.image + 1, type: 0xef53, kernelsApart: true) == nil,
+                "the kernel and initramfs go to the ESP, checked apart")
+        #expect(small.refusal(name: "gaming", directory: "/boot/lstore", free: small.image + 1, type: 0xef53, kernelsApart: false) != nil)
+        #expect(StagingSpace(image: (1 << 32) - 1, boot: 0).refusal(name: "g", directory: "/efi", free: 8 * gib,
+                                                                     type: StagingSpace.fatMagic, kernelsApart: false) == nil)
+    }
+
     @Test func theLongestMountPointHoldsThePath() throws {
         let boot = try #require(FileSystemPlace(ofRealPath: "/boot/lstore", mountinfo: Self.mountinfo))
         #expect(boot.pathInFileSystem == "/lstore" && boot.fileSystemType == "vfat" && boot.source == "/dev/sda2")

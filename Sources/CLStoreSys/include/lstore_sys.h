@@ -30,4 +30,7 @@ int lstore_cancel_signal(void);
 /// pipe2(fds, O_CLOEXEC).
 int lstore_pipe_cloexec(int fds[2]);
 
+/// Free bytes (for an unprivileged user) and the type (f_type) of the file system holding `path`.
+int lstore_statfs(const char *path, unsigned long long *free_bytes, long *type);
+
 #endif
