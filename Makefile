@@ -6,7 +6,7 @@ APT_PACKAGES = pkg-config libzstd-dev liblz4-dev libxxhash-dev zlib1g-dev liblzm
 	libcurl4-openssl-dev curl nginx-light tinyproxy skopeo umoci docker-registry apache2-utils docker.io busybox-static
 CHAIN ?= /var/tmp/lstore-chain
 
-.PHONY: all deps build release test registry-test demo demo-boot bench boot-check boot-test boot-test-ci clean
+.PHONY: all deps build release test registry-test demo demo-boot bench boot-check boot-test boot-test-ci fuzz clean
 
 all: build
 
@@ -95,6 +95,13 @@ BOOT_CI_PLAN = mkinitcpio:basic,built;mkinitcpiosd:basic,sdlocked;initcpio:copyt
 boot-test-ci: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240
+
+# libFuzzer with AddressSanitizer on the squashfs reader and the recipe parser, FUZZ_SECONDS each
+# (default 60); crashes land in /var/tmp/lstore-fuzz-build as crash-* files.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	Fixtures/fuzz/squashfs-reader.sh $(FUZZ_SECONDS)
+	Fixtures/fuzz/recipe-parser.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build
