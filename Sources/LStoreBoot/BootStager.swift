@@ -244,7 +244,10 @@ public struct BootStager {
         }
         let kernelPlace = FileSystemPlace(of: layout.esp + "/lstore")
         let kernelDirectory = joinPath(kernelPlace?.pathInFileSystem ?? layout.esp + "/lstore", name)
-        var parameters = ["boot=lstore"] + (imageDevice.map { ["lstore.device=" + $0] } ?? []) + ["lstore.image=" + imagePaths.joined(separator: ":")]
+        // rd.systemd.gpt_auto=0: under systemd-boot (which sets LoaderDevicePartUUID) a systemd
+        // initramfs would otherwise wait 90 s for a GPT auto-discovered root that lstore replaces.
+        var parameters = ["boot=lstore"] + (imageDevice.map { ["lstore.device=" + $0] } ?? [])
+            + ["lstore.image=" + imagePaths.joined(separator: ":"), "rd.systemd.gpt_auto=0"]
         if let options { parameters += options.split(separator: " ").map(String.init) }
         let entry = BootEntry(title: "lstore \(name) (\(id.short))", version: version, linux: kernelDirectory + "/vmlinuz",
                               initrd: kernelDirectory + "/initrd.img", options: parameters.joined(separator: " "))

@@ -156,7 +156,7 @@ struct BootCommandTests {
         let fields = try entry(mountPoint + "/loader/entries/lstore-steve-gaming.conf")
         #expect(fields["linux"] == "/lstore/steve-gaming/vmlinuz")
         #expect(fields["initrd"] == "/lstore/steve-gaming/initrd.img")
-        #expect(fields["options"] == "boot=lstore lstore.device=UUID=\(uuid) lstore.image=/lstore/steve-gaming/image.sfs")
+        #expect(fields["options"] == "boot=lstore lstore.device=UUID=\(uuid) lstore.image=/lstore/steve-gaming/image.sfs rd.systemd.gpt_auto=0")
         #expect(try String(contentsOfFile: mountPoint + "/lstore/grub.cfg", encoding: .utf8)
             .contains("\tsearch --no-floppy --fs-uuid --set=root \(uuid)\n"))
     }

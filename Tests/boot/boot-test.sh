@@ -40,6 +40,8 @@
 #             runs a command typed on the serial console; leaving it prints the line again and
 #             starts the shell again: the image's init never starts
 #   badimage  lstore.image=/dev/vda (ext4, not squashfs): the same
+#   uefi      OVMF and Debian's systemd-boot on a FAT ESP of a GPT disk, holding what `lstore boot
+#             stage` wrote there (entry, kernel, initramfs, image): the entry boots as written
 #   sdlocked  (mkinitcpiosd) lstore.image=/dev/vdz: the error line says how to unlock systemd's
 #             emergency shell (SYSTEMD_SULOGIN_FORCE=1)
 #   built     lstore.image= the layer `lstore build` made from a recipe on the boot layer (a RUN
@@ -55,7 +57,7 @@ CACHE=${LSTORE_BOOT_CACHE:-/var/tmp/lstore-boot-cache}
 ROOTFS=${LSTORE_BOOT_ROOTFS:-${LSTORE_CHAIN:-/var/tmp/lstore-chain}/rootfs-boot}
 WORK=${LSTORE_BOOT_WORK:-$CACHE/work}
 KINDS=initcpio,itools,dracut,dracutsh,sdunit
-CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,grub,full,error,badimage,built
+CASES=basic,copytoram,stacked,persist,persistall,staged,stagedstack,grub,full,error,badimage,built,uefi
 PLAN=
 TIMEOUT=420
 while getopts k:c:p:t: opt; do
@@ -309,7 +311,9 @@ boot() {
 	local kind=$1 name=$2 disk=$3 append=$4
 	local logf=$WORK/logs/$name.log start t0=$SECONDS pid extra=() how
 	[[ -z ${BOOT_DISK:-} ]] || extra=(-drive "file=$BOOT_DISK,if=virtio,format=raw$([[ -n ${BOOT_DISK_RW:-} ]] || echo ,readonly=on)")
-	if [[ -n ${BOOT_MEDIUM:-} ]]; then
+	if [[ -n ${BOOT_FIRMWARE:-} ]]; then
+		how=(-bios "$BOOT_FIRMWARE")
+	elif [[ -n ${BOOT_MEDIUM:-} ]]; then
 		how=(-cdrom "$BOOT_MEDIUM" -boot d)
 	else
 		how=(-kernel "${BOOT_KERNEL:-$KERNEL}" -initrd "${BOOT_INITRD:-$WORK/initrd-$kind.img}"
@@ -547,10 +551,50 @@ case_staged() {
 		check_root "$name" /run/lstore/layers/0
 		check "$name" 'mount=/run/lstore/device /dev/vdd ext4 ro' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/staged/image.sfs'
-		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/staged/image.sfs console=ttyS0" \
+		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/staged/image.sfs rd.systemd.gpt_auto=0 console=ttyS0" \
 			"$STAGED_ENTRY" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$STAGED_ENTRY")")
 	fi
 	report "$kind" staged "boot ${BOOT_SECS}s$(timing "$name")"
+}
+
+# UEFI with Debian's systemd-boot: OVMF (a copy of Debian's OVMF.fd) runs systemd-boot from the ESP
+# of a GPT disk, /dev/vdd. The ESP holds what `lstore boot stage` wrote there (into a tmpfs standing
+# for it, so that the entry's paths are from the ESP's root): loader.conf, the entry, the kernel,
+# the initramfs and the image. It is made with mkfs.vfat and filled with mcopy (the host's kernel
+# may have no vfat), then written into the disk at the partition's offset. systemd-boot reads the
+# entry as stage wrote it and boots it; the initramfs mounts the image from the FAT ESP.
+case_uefi() {
+	local kind=$1 name=$1-uefi esp=$WORK/esp-$1 fat=$WORK/esp-$1.vfat disk=$WORK/uefi-$1.img mb
+	staged_layer "$kind" "uefi-$kind"
+	mkdir -p "$esp"
+	mount -t tmpfs -o size=2g lstore-esp "$esp"
+	mkdir -p "$esp/EFI/BOOT" "$esp/loader"
+	cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$esp/EFI/BOOT/BOOTX64.EFI"
+	printf 'timeout 0\n' >"$esp/loader/loader.conf"
+	if "$LSTORE" --store "$WORK/lstore" boot stage "uefi-$kind" --as uefi --boot-dir "$esp" --esp "$esp" \
+		--device UUID=4C53-5452 --grub-scripts "$WORK/grub.d" --options console=ttyS0 >"$WORK/logs/stage-$name.log" 2>&1; then
+		cp "$esp/loader/entries/lstore-uefi.conf" "$WORK/logs/$name.conf"
+		mb=$(($(du -sm "$esp" | cut -f1) + 64))
+		rm -f "$fat" "$disk"
+		mkfs.vfat -F 32 -i 4C535452 -n LSTOREESP -C "$fat" $((mb * 1024)) >/dev/null
+		(cd "$esp" && mcopy -s -i "$fat" ./* ::/)
+		truncate -s $((mb + 2))M "$disk"
+		printf 'label: gpt\nstart=2048, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n' $((mb * 2048)) | sfdisk -q "$disk"
+		dd if="$fat" of="$disk" bs=1M seek=1 conv=notrunc status=none
+	else
+		CHECK_FAILED+=("$name: lstore boot stage failed: $(tail -n1 "$WORK/logs/stage-$name.log")")
+	fi
+	umount "$esp"
+	if ((${#CHECK_FAILED[@]} == 0)); then
+		cp /usr/share/ovmf/OVMF.fd "$WORK/ovmf-$kind.fd"
+		BOOT_FIRMWARE=$WORK/ovmf-$kind.fd BOOT_DISK=$disk boot "$kind" "$name" "$(fresh_disk "$name")" ""
+		check_root "$name" /run/lstore/layers/0
+		check "$name" 'mount=/run/lstore/device /dev/vdd1 vfat ro' \
+			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/uefi/image.sfs'
+		grep -qx "options boot=lstore lstore.device=UUID=4C53-5452 lstore.image=/lstore/uefi/image.sfs rd.systemd.gpt_auto=0 console=ttyS0" \
+			"$WORK/logs/$name.conf" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$WORK/logs/$name.conf")")
+	fi
+	report "$kind" uefi "boot ${BOOT_SECS}s$(timing "$name")"
 }
 
 # stage_staged MOUNTPOINT KIND. The GRUB script goes to a scratch directory, never the host's
@@ -575,7 +619,7 @@ case_stagedstack() {
 			'mount=/run/lstore/device /dev/vdd ext4 ro' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/base/image.sfs' \
 			'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/gaming/image.sfs'
-		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/base/image.sfs:/lstore/gaming/image.sfs console=ttyS0" \
+		grep -qx "options boot=lstore lstore.device=UUID=$(blkid -o value -s UUID "$part") lstore.image=/lstore/base/image.sfs:/lstore/gaming/image.sfs rd.systemd.gpt_auto=0 console=ttyS0" \
 			"$STAGED_ENTRY" || CHECK_FAILED+=("$name: unexpected entry: $(tr '\n' '|' <"$STAGED_ENTRY")")
 	fi
 	report "$kind" stagedstack "boot ${BOOT_SECS}s$(timing "$name")"
@@ -659,7 +703,7 @@ case_grub() {
 				'loop=/dev/loop[0-9]+ /run/lstore/device/lstore/staged/image.sfs'
 			grep -qF 'Booting `lstore staged (' "$WORK/logs/$name.log" ||
 				CHECK_FAILED+=("$name: GRUB did not boot the entry lstore staged")
-			grep -qF "Command line: BOOT_IMAGE=/lstore/staged/vmlinuz boot=lstore lstore.device=UUID=$uuid lstore.image=/lstore/staged/image.sfs console=ttyS0" \
+			grep -qF "Command line: BOOT_IMAGE=/lstore/staged/vmlinuz boot=lstore lstore.device=UUID=$uuid lstore.image=/lstore/staged/image.sfs rd.systemd.gpt_auto=0 console=ttyS0" \
 				"$WORK/logs/$name.log" || CHECK_FAILED+=("$name: not the staged entry's kernel and options")
 		else
 			CHECK_FAILED+=("$name: grub-mkrescue failed: $(tail -n1 "$WORK/logs/$name-mkrescue.log")")
