@@ -89,9 +89,9 @@ boot-test: deps
 # with both hook kinds (busybox, and systemd with sd-lstore), and copytoram, persist_paths, a
 # stacked chain with a --delta-from child, a `lstore boot stage` entry, a staged stack, the same
 # staged layer booted by GRUB through 42_lstore, the warning of a nearly full writable layer,
-# sd-lstore's unit in dracut, sd-lstore's locked emergency shell explained, and a layer built by
-# `lstore build` once each.
-BOOT_CI_PLAN = mkinitcpio:basic,built;mkinitcpiosd:basic,sdlocked;initcpio:copytoram,persist;itools:basic,staged,stagedstack,grub,built;dracut:basic,stacked,full;sdunit:basic
+# sd-lstore's unit in dracut, sd-lstore's locked emergency shell explained, a layer built by
+# `lstore build`, and UEFI with systemd-boot reading the staged entry from a FAT ESP once each.
+BOOT_CI_PLAN = mkinitcpio:basic,built,uefi;mkinitcpiosd:basic,sdlocked,uefi;initcpio:copytoram,persist;itools:basic,staged,stagedstack,grub,built,uefi;dracut:basic,stacked,full,uefi;sdunit:basic
 boot-test-ci: deps
 	$(SWIFT) build -c release --product lstore
 	LSTORE=$$($(SWIFT) build -c release --show-bin-path)/lstore Tests/boot/boot-test.sh -p '$(BOOT_CI_PLAN)' -t 240

@@ -15,7 +15,7 @@ log() { printf 'prepare: %s\n' "$*" >&2; }
 prepare_host() {
 	local need=() p
 	for p in qemu-system-x86 busybox-static squashfs-tools kmod cpio e2fsprogs util-linux zstd \
-		grub-common grub-pc-bin xorriso libarchive-tools udev; do
+		grub-common grub-pc-bin xorriso libarchive-tools udev ovmf systemd-boot-efi dosfstools mtools fdisk; do
 		dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 	done
 	if ((${#need[@]})); then

@@ -16,7 +16,7 @@ depends() {
 installkernel() {
     instmods squashfs overlay loop virtio_blk virtio_pci
     # The file systems that may hold the images: FAT (an ESP on systemd-boot machines), code pages, ext4.
-    hostonly='' instmods vfat nls_cp437 nls_iso8859-1 nls_utf8 ext4
+    hostonly='' instmods vfat nls_cp437 nls_iso8859-1 nls_utf8 nls_ascii ext4
 }
 
 install() {
