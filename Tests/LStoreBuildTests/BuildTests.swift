@@ -329,6 +329,34 @@ struct BuildTests {
     }
 }
 
+/// `FROM scratch`: an empty parent, a static busybox copied in, RUN in both forms; the mount points
+/// the sandbox needed are not in the layer.
+@Suite(.enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/bin/busybox"), "needs root and busybox-static"))
+struct BuildFromScratchTests {
+    @Test func scratchBusyboxRun() throws {
+        let scratch = TemporaryDirectory("build-scratch")
+        let store = scratch.sub("store")
+        try lstoreOK(["init"], store: store)
+        let recipe = scratch.sub("tiny")
+        try FileManager.default.createDirectory(atPath: recipe, withIntermediateDirectories: true)
+        try sh("cp /bin/busybox \(recipe)/busybox")
+        try """
+            FROM scratch
+            COPY busybox /bin/busybox
+            RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /x && echo exec-form > /x/y"]
+            SHELL ["/bin/busybox", "sh", "-c"]
+            RUN echo shell-form > /z
+            """.write(toFile: recipe + "/Lstorefile", atomically: true, encoding: .utf8)
+        _ = try lstoreOK(["build", recipe], store: store)
+        let out = scratch.sub("out")
+        try lstoreOK(["checkout", "tiny", "--dir", out], store: store)
+        let entries = try sh("cd \(out) && find . | sort").split(separator: "\n").map(String.init)
+        #expect(entries == [".", "./bin", "./bin/busybox", "./x", "./x/y", "./z"], "\(entries)")
+        #expect(try String(contentsOfFile: out + "/x/y", encoding: .utf8) == "exec-form\n")
+        #expect(try String(contentsOfFile: out + "/z", encoding: .utf8) == "shell-form\n")
+    }
+}
+
 /// `FROM docker://` an image on the test registry, and `--push` of what was built.
 @Suite(.serialized, .registryAvailable, .enabled(if: debianChain != nil && isRoot, "needs root and LSTORE_CHAIN (the Debian chain)"))
 struct BuildRegistryTests {
