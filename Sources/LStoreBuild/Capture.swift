@@ -35,14 +35,7 @@ struct UpperCapture {
             if case .hardlink = content {} else {
                 metadata.mtime = clamped(metadata.mtime, lower: root.lookup(path))
             }
-            switch content {
-            case .directory: content = .directory(Directory())
-            case .regular(var file):
-                file.sourcePath = nil
-                file.stamp = nil
-                content = .regular(file)
-            default: break
-            }
+            content = entryContent(content)
             do {
                 try changes.apply(components: components, metadata: metadata, content: content)
             } catch {
@@ -63,5 +56,18 @@ struct UpperCapture {
             return lower.metadata.mtime
         }
         return time
+    }
+}
+
+/// A scanned entry's content as a change set takes it: a directory empty (its entries come after
+/// it), a regular file without where the scan found it.
+func entryContent(_ content: Content) -> Content {
+    switch content {
+    case .directory: return .directory(Directory())
+    case .regular(var file):
+        file.sourcePath = nil
+        file.stamp = nil
+        return .regular(file)
+    default: return content
     }
 }
