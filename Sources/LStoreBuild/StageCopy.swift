@@ -101,7 +101,7 @@ extension Stage {
         }
         for (name, node, archive) in expanded {
             let isDirectory = node.directory != nil
-            let destination = normalized(target) + (isDirectory || intoDirectory ? "" : "")
+            let destination = normalized(target)
             let (parent, missing): ([[UInt8]], [String])
             if isDirectory || intoDirectory {
                 (parent, missing) = try existingPrefix(tree, destination, instruction)
